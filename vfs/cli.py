@@ -1,0 +1,148 @@
+"""The ``vfs`` command line: models, layers, index, search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vfs._progress import ProgressBar
+from vfs.errors import VfsError
+from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 in pixels, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="tf_efficientnet_lite0", help="timm model name (default: %(default)s)")
+    parser.add_argument("--weights", default=None,
+                        help="auto (default), bundled, pretrained, untrained, or a .safetensors/.pth file")
+    parser.add_argument("--layer", default=None, help="layer name (see `vfs layers MODEL`; default: the model's)")
+    parser.add_argument("--grid", type=int, default=None, help="grid size G (default: layer size, at most 14)")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where caches live (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vfs", description="Visual Feature Search")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="list models (bundled offline weights first)")
+    models.add_argument("--pretrained", action="store_true", help="list timm's pretrained tags instead")
+    models.add_argument("--json", action="store_true")
+
+    layers = commands.add_parser("layers", help="list a model's layers with C×H×W")
+    layers.add_argument("model")
+    layers.add_argument("--weights", default=None)
+    layers.add_argument("--json", action="store_true")
+
+    index = commands.add_parser("index", help="build or update the feature cache of a folder")
+    index.add_argument("data", help="folder of images (searched recursively)")
+    _add_model_args(index)
+
+    find = commands.add_parser("search", help="find the images most similar to a region of a query image")
+    find.add_argument("data", help="folder of images; what is not yet indexed is indexed first")
+    _add_model_args(find)
+    find.add_argument("--query", required=True, help="query image (in the dataset or not)")
+    region = find.add_mutually_exclusive_group(required=True)
+    region.add_argument("--box", type=_box, help="X0,Y0,X1,Y1 in the query image's pixels")
+    region.add_argument("--mask", help="mask PNG of the query image's size (white or opaque = selected)")
+    find.add_argument("--top-k", type=int, default=20)
+    find.add_argument("--exclude-query", action="store_true", help="leave the query image out of the results")
+    return parser
+
+
+def _print_summary(summary: IndexSummary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return
+    print(f"cache: {summary.cache_dir}", file=sys.stderr)
+    for problem in summary.repaired:
+        print(f"repaired: {problem}", file=sys.stderr)
+    for item in summary.skipped:
+        print(f"skipped: {item.path}: {item.reason}", file=sys.stderr)
+    state = " (cancelled)" if summary.cancelled else ""
+    print(f"indexed {summary.indexed} · unchanged {summary.unchanged} · removed {summary.removed} · "
+          f"skipped {len(summary.skipped)} · {summary.images} images in cache · "
+          f"{summary.seconds:.1f} s{state}", file=sys.stderr)
+
+
+def _feature_search(args: argparse.Namespace):  # -> FeatureSearch; imported lazily (torch is slow to import)
+    from vfs.api import FeatureSearch
+
+    return FeatureSearch(args.data, model=args.model, layer=args.layer, grid=args.grid, weights=args.weights,
+                         cache_dir=args.cache_dir, device=args.device)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "models":
+        from vfs.models import list_models, weights_available
+
+        names = list_models(pretrained=args.pretrained)
+        if args.json:
+            print(json.dumps([{"name": n, "offline_weights": weights_available(n)} for n in names]))
+        else:
+            for name in names:
+                available = weights_available(name)
+                print(f"{name}  [{available}]" if available else name)
+        return 0
+    if args.command == "layers":
+        from vfs.models import load_model
+
+        model = load_model(args.model, args.weights)
+        if args.json:
+            print(json.dumps([layer.to_dict() for layer in model.layers]))
+        else:
+            print(f"{model.label} · weights: {model.weights} · input {model.preprocessing.input_size}")
+            for layer in model.layers:
+                default = "  (default)" if layer == model.default_layer else ""
+                print(f"  {layer.describe()}{default}")
+        return 0
+
+    fs = _feature_search(args)
+    summary = fs.index(batch_size=args.batch_size, workers=args.workers,
+                       progress=None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}"))
+    if args.command == "index":
+        _print_summary(summary, args.json)
+        return 0
+    if not args.json:
+        _print_summary(summary, False)
+    result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k, exclude_query=args.exclude_query)
+    if args.json:
+        print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
+                          "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
+                          "results": [m.to_dict() for m in result.matches]}, indent=2))
+    else:
+        print(f"{len(fs.cache)} images searched in {result.seconds * 1000:.1f} ms ({result.backend})")
+        for rank, match in enumerate(result.matches, start=1):
+            box = ",".join(f"{v:.0f}" for v in match.box)
+            print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  box {box}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except VfsError as exc:
+        print(f"vfs: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vfs: interrupted; completed shards are kept and the next run resumes from them", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

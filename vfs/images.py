@@ -1,0 +1,139 @@
+"""Finding and decoding dataset images, robustly: a bad file is reported, never fatal."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from vfs.errors import DatasetError, ImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+#: Larger images are refused before decoding (decompression bombs); override per call.
+DEFAULT_MAX_PIXELS = 120_000_000
+
+# vfs checks the pixel count itself and reports it; PIL's own guard would raise mid-run.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """A dataset image: its path relative to the dataset root, and what identifies its version."""
+
+    path: str  # POSIX, relative to the root
+    size: int
+    mtime_ns: int
+    label: str | None  # the parent folder's name; None for images directly in the root
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+def scan_images(root: str | Path) -> tuple[list[ImageEntry], list[Skipped]]:
+    """Every image below ``root`` (recursive, symlinks followed once), sorted by path.
+
+    Hidden files and folders are ignored. Folders that cannot be read, and symlink loops, are
+    returned as skipped with their reason.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"Dataset folder {root} does not exist or is not a folder.")
+    entries: list[ImageEntry] = []
+    skipped: list[Skipped] = []
+    visited: set[tuple[int, int]] = set()
+
+    def walk(folder: Path, rel: str) -> None:
+        try:
+            stat = folder.stat()
+        except OSError as exc:
+            skipped.append(Skipped(rel or ".", f"cannot read folder: {exc.strerror or exc}"))
+            return
+        if (stat.st_dev, stat.st_ino) in visited:
+            skipped.append(Skipped(rel, "symlink loop (folder already visited)"))
+            return
+        visited.add((stat.st_dev, stat.st_ino))
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Skipped(rel or ".", f"cannot read folder: {exc.strerror or exc}"))
+            return
+        for child in children:
+            if child.name.startswith("."):
+                continue
+            child_rel = f"{rel}/{child.name}" if rel else child.name
+            try:
+                if child.is_dir():
+                    walk(Path(child.path), child_rel)
+                    continue
+                if Path(child.name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    continue
+                st = child.stat()
+            except OSError as exc:
+                skipped.append(Skipped(child_rel, f"cannot read: {exc.strerror or exc}"))
+                continue
+            label = rel.rsplit("/", 1)[-1] if rel else None
+            entries.append(ImageEntry(child_rel, st.st_size, st.st_mtime_ns, label))
+
+    walk(root, "")
+    entries.sort(key=lambda e: e.path)
+    return entries, skipped
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # convert("RGB") would clip 16-bit values at 255; scale the full range instead
+        array = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode != "F" and array.max() > 255 else max(float(array.max()), 1.0)
+        if image.mode == "F":
+            array = array - min(float(array.min()), 0.0)
+            top = max(float(array.max()), 1e-12)
+        array = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image to RGB with EXIF orientation applied (first frame of animations).
+
+    Raises :class:`ImageError` with a one-line reason for anything that cannot be used.
+    """
+    name = "image" if isinstance(source, (bytes, Image.Image)) else str(source)
+    try:
+        if isinstance(source, Image.Image):
+            image = source
+        else:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ImageError(f"{name}: empty image ({width}×{height})")
+        if width * height > max_pixels:
+            raise ImageError(f"{name}: {width}×{height} = {width * height:,} pixels exceeds the limit of "
+                             f"{max_pixels:,} (possible decompression bomb)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return _to_rgb(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{name}: file not found") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: not a recognised image format") from None
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types for broken files
+        raise ImageError(f"{name}: cannot decode ({type(exc).__name__}: {exc})") from None
