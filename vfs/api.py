@@ -13,7 +13,7 @@ from vfs.cache import FeatureCache, cache_path
 from vfs.errors import ImageError
 from vfs.geometry import box_to_grid, load_mask, mask_to_grid
 from vfs.images import DEFAULT_MAX_PIXELS, load_image
-from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, Progress, build_index, cache_spec
+from vfs.indexing import DEFAULT_CACHE_DIR, SHARD_IMAGES, IndexSummary, Progress, build_index, cache_spec
 from vfs.models import DEFAULT_MODEL, FeatureModel, load_model
 from vfs.search import Query, SearchResult, SimilarityBackend, search
 
@@ -48,10 +48,10 @@ class FeatureSearch:
         return self.spec.grid
 
     def index(self, batch_size: int = 32, workers: int = 2, progress: Callable[[Progress], None] | None = None,
-              cancel: threading.Event | None = None) -> IndexSummary:
+              cancel: threading.Event | None = None, shard_images: int = SHARD_IMAGES) -> IndexSummary:
         """Extract what is new or changed; the open cache is reloaded afterwards."""
         summary = build_index(self.data, self.model, self.layer, self.spec.grid, self.cache_dir, batch_size,
-                              workers, progress, cancel)
+                              workers, progress, cancel, shard_images=shard_images)
         with self._lock:
             self._cache = None
         return summary

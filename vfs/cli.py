@@ -32,6 +32,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--shard-images", type=int, default=512,
+                        help="images per shard, the unit an interrupted run resumes from (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
@@ -112,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     fs = _feature_search(args)
-    summary = fs.index(batch_size=args.batch_size, workers=args.workers,
+    summary = fs.index(batch_size=args.batch_size, workers=args.workers, shard_images=args.shard_images,
                        progress=None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}"))
     if args.command == "index":
         _print_summary(summary, args.json)

@@ -28,9 +28,9 @@ class Box(NamedTuple):
 
 def _coverage(start: float, stop: float, length: float, grid: int) -> np.ndarray:
     """Fraction of each of ``grid`` equal cells of [0, length) covered by [start, stop)."""
-    edges = np.arange(grid + 1, dtype=np.float64) * (length / grid)
-    overlap = np.clip(np.minimum(edges[1:], stop) - np.maximum(edges[:-1], start), 0.0, None)
-    return overlap / (length / grid)
+    edges = np.arange(grid + 1, dtype=np.float64) * length / grid  # same arithmetic as window_to_box
+    fraction = np.clip(np.minimum(edges[1:], stop) - np.maximum(edges[:-1], start), 0.0, None) / (length / grid)
+    return np.where(fraction < 1e-9, 0.0, fraction)  # rounding at a shared edge is not coverage
 
 
 def _pixel_to_cell_matrix(pixels: int, grid: int) -> np.ndarray:

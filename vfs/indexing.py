@@ -108,15 +108,18 @@ def _decoded(root: Path, entries: list[ImageEntry], model: FeatureModel, workers
 def build_index(data: str | Path, model: FeatureModel, layer: str | LayerInfo, grid: int | None = None,
                 cache_dir: str | Path = DEFAULT_CACHE_DIR, batch_size: int = 32, workers: int = 2,
                 progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> IndexSummary:
-    """Create or update the cache of ``layer`` features for every image under ``data``."""
+                max_pixels: int = DEFAULT_MAX_PIXELS, shard_images: int = SHARD_IMAGES) -> IndexSummary:
+    """Create or update the cache of ``layer`` features for every image under ``data``.
+
+    ``shard_images`` images make one shard: the unit of work a killed run resumes from.
+    """
     started = time.perf_counter()
     root = Path(data).expanduser()
-    info = model.layer(layer) if isinstance(layer, str) else layer
-    spec = cache_spec(model, info, grid)
     entries, scan_skipped = scan_images(root)
     if not entries:
         raise DatasetError(f"No images found in {root} (looked for JPEG, PNG, WebP, BMP, TIFF and GIF files).")
+    info = model.layer(layer) if isinstance(layer, str) else layer
+    spec = cache_spec(model, info, grid)
     directory = cache_path(cache_dir, root, spec)
     with locked(directory):
         store = ShardStore.open(directory, spec)
@@ -160,7 +163,7 @@ def build_index(data: str | Path, model: FeatureModel, layer: str | LayerInfo, g
                     batch_entries.append(entry)
                 if len(batch) == batch_size:
                     flush_batch()
-                if position % SHARD_IMAGES == 0 or position == len(pending):
+                if position % shard_images == 0 or position == len(pending):
                     flush_batch()
                     store.append(rows, skipped)
                     summary.indexed += len(rows)

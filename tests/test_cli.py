@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from vfs.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_layers_json(capsys):
+    code, out, _ = run(capsys, "layers", "tf_efficientnet_lite0", "--json")
+    layers = json.loads(out)
+    assert code == 0 and layers[-1] == {"name": "blocks.6", "channels": 320, "height": 7, "width": 7}
+
+
+def test_models_lists_bundled_first(capsys):
+    code, out, _ = run(capsys, "models")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("tf_efficientnet_lite0  [bundled")
+
+
+def test_index_then_search_json(tmp_path, capsys, photo_dir):
+    cache = tmp_path / "cache"
+    code, out, err = run(capsys, "index", photo_dir, "--layer", "blocks.5", "--cache-dir", cache, "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["images"] == 9 and summary["indexed"] == 9 and len(summary["cache_files"]) == 1
+
+    query = photo_dir / "animals" / "chelsea.png"
+    code, out, _ = run(capsys, "search", photo_dir, "--layer", "blocks.5", "--cache-dir", cache, "--query", query,
+                       "--box", "100,40,300,200", "--top-k", "3", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["model"] == "tf_efficientnet_lite0" and result["layer"] == "blocks.5"
+    assert result["grid"] == [7, 7] and result["n_images"] == 9 and len(result["results"]) == 3
+    top = result["results"][0]
+    assert top["path"] == "animals/chelsea.png" and abs(top["score"] - 1.0) < 1e-4 and top["label"] == "animals"
+    x0, y0, x1, y1 = top["box"]
+    assert x0 <= 100 and y0 <= 40 and x1 >= 300 and y1 >= 200  # the whole cells under the box
+    grid_mask = np.array(result["grid_mask"])
+    assert grid_mask.shape == (7, 7) and grid_mask.max() == 1.0 and (grid_mask == 0).sum() > 20
+
+    mask = np.zeros((300, 451), np.uint8)  # chelsea.png is 451×300
+    mask[40:200, 100:300] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    code, out, _ = run(capsys, "search", photo_dir, "--layer", "blocks.5", "--cache-dir", cache, "--query", query,
+                       "--mask", tmp_path / "mask.png", "--top-k", "3", "--json", "--exclude-query")
+    masked = json.loads(out)
+    np.testing.assert_allclose(masked["grid_mask"], result["grid_mask"], atol=1e-5)
+    assert "animals/chelsea.png" not in [r["path"] for r in masked["results"]]
+
+
+def test_search_indexes_what_is_missing_first(tmp_path, capsys, photo_dir):
+    code, out, err = run(capsys, "search", photo_dir, "--layer", "blocks.6", "--grid", "3", "--cache-dir",
+                         tmp_path / "c", "--query", photo_dir / "china.jpg", "--box", "0,0,100,100", "--top-k", "2")
+    assert code == 0 and "indexed 9" in err and "9 images searched" in out
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path, capsys, photo_dir):
+    code, _, err = run(capsys, "layers", "resnet5")
+    assert code == 2 and err.startswith("vfs: error: Unknown model 'resnet5'") and "Traceback" not in err
+    code, _, err = run(capsys, "index", tmp_path / "missing", "--cache-dir", tmp_path / "c")
+    assert code == 2 and "does not exist" in err
+    (tmp_path / "bad.jpg").write_text("not an image")
+    code, _, err = run(capsys, "search", photo_dir, "--cache-dir", tmp_path / "c", "--query", tmp_path / "bad.jpg",
+                       "--box", "0,0,5,5")
+    assert code == 2 and "not a recognised image format" in err
+    code, _, err = run(capsys, "search", photo_dir, "--cache-dir", tmp_path / "c", "--query", photo_dir / "china.jpg",
+                       "--box", "5,5,5,9")
+    assert code == 2 and "empty" in err
+
+
+def test_console_script_is_installed():
+    done = subprocess.run([sys.executable, "-m", "vfs.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "index" in done.stdout and "search" in done.stdout
+    scripts = __import__("sysconfig").get_path("scripts")
+    done = subprocess.run([f"{scripts}/vfs", "layers", "tf_efficientnet_lite0"], capture_output=True, text=True)
+    assert done.returncode == 0 and "blocks.6 (320×7×7)  (default)" in done.stdout
