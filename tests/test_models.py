@@ -123,3 +123,10 @@ def test_preprocessing_keeps_the_whole_image(lite0):
     tensor = lite0.preprocessing(Image.fromarray(wide))
     assert tensor.shape == (3, 224, 224)
     assert float(tensor[:, :, -5:].mean()) > 0.9 and float(tensor[:, :, :100].mean()) < -0.9
+
+
+def test_hub_names_fail_offline_in_one_line(monkeypatch):
+    monkeypatch.setattr("vfs.models._hub_reachable", lambda host="": False)
+    with pytest.raises(ModelError) as error:
+        load_model("hf-hub:timm/resnet18.a1_in1k")
+    assert "\n" not in str(error.value) and "hf-hub:timm/resnet18.a1_in1k" in str(error.value)

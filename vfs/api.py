@@ -66,8 +66,8 @@ class FeatureSearch:
     def query_features(self, image: ImageSource) -> tuple[np.ndarray, tuple[int, int]]:
         """The query grid (C, G, G) float32 (rounded through float16 like the cache) and the image size."""
         path = None if isinstance(image, (bytes, Image.Image)) else Path(image).expanduser()
-        if path is not None and self._cache_row(path) is not None:
-            index = self._cache_row(path)
+        index = self._cache_row(path) if path is not None else None
+        if index is not None:  # a dataset image: its cached grid, no forward pass
             width, height = self.cache.image_sizes[index]
             return self.cache.features(index).astype(np.float32), (int(width), int(height))
         picture = load_image(path if path is not None else image, max_pixels=DEFAULT_MAX_PIXELS)
@@ -75,13 +75,11 @@ class FeatureSearch:
         return grid[0].numpy().astype(np.float16).astype(np.float32), picture.size
 
     def _cache_row(self, path: Path) -> int | None:
-        """The cache row of a dataset file, if it is cached and unchanged since."""
+        """The cache row of a dataset file, if it is in the cache."""
         try:
-            rel = path.resolve().relative_to(self.data.resolve()).as_posix()
-            index = self.cache.index_of(rel)
+            return self.cache.index_of(path.resolve().relative_to(self.data.resolve()).as_posix())
         except (ValueError, OSError):
             return None
-        return index
 
     def grid_mask(self, image_size: tuple[int, int], mask: np.ndarray | str | Path | None = None,
                   box: tuple[float, float, float, float] | None = None) -> np.ndarray:
