@@ -10,10 +10,19 @@ from vfs.models import DEFAULT_MODEL, FeatureModel, LayerInfo, list_models, load
 from vfs.search import Match, Query, SearchResult, get_backend, list_backends, register_backend, search
 
 __version__ = "0.1.0"
+
+
+def widget(*args, **kwargs):
+    """The search as a notebook widget; see :func:`vfs.jupyter.widget` (needs ``pip install vfs[notebook]``)."""
+    from vfs.jupyter import widget as make_widget  # anywidget is imported only by those who use it
+
+    return make_widget(*args, **kwargs)
+
+
 __all__ = [
     "Box", "CacheError", "CacheSpec", "DEFAULT_MODEL", "DatasetError", "FeatureCache", "FeatureModel",
     "FeatureSearch", "ImageError", "IndexSummary", "LayerError", "LayerInfo", "MaskError", "Match", "ModelError",
     "Query", "SearchResult", "VfsError", "box_to_grid", "build_index", "get_backend", "list_backends",
     "list_models", "load_image", "load_model", "mask_to_grid", "register_backend", "scan_images", "search",
-    "window_to_box",
+    "widget", "window_to_box",
 ]

@@ -1,0 +1,323 @@
+"""Search page: pick a query image, draw a region on it, see where the model finds it elsewhere."""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+from streamlit_drawable_canvas import st_canvas
+
+from app_pages import common
+from vfs.api import FeatureSearch
+from vfs.background import JobState
+from vfs.canvas import CanvasFit, drawing_to_region
+from vfs.dashboard import (
+    MAX_UPLOAD_MB,
+    CacheState,
+    QueryImage,
+    SearchOutcome,
+    Selection,
+    canvas_size,
+    display_path,
+    filter_paths,
+    link_query,
+    load_upload,
+    page_of,
+    run_search,
+    window_heatmap,
+)
+from vfs.errors import ImageError, VfsError
+from vfs.images import IMAGE_EXTENSIONS
+from vfs.plots import score_distribution
+from vfs.region import Region
+from vfs.render import heatmap_picture, jpeg_bytes, load_preview, match_jpegs, match_picture, region_picture
+from vfs.search import Match
+from vfs.share import MAX_TOP_K
+
+CANVAS_SIDE = 480
+THUMBNAIL_SIDE = 256
+PICKER_COLUMNS = 6
+PICKER_PER_PAGE = 12
+GALLERY_COLUMNS = 4
+BRUSH, RECTANGLE = "Brush", "Rectangle"
+STROKE_COLOUR = "rgba(255, 72, 0, 0.6)"
+FILL_COLOUR = "rgba(255, 72, 0, 0.25)"
+
+
+def choose_query(query: QueryImage) -> None:
+    st.session_state["query"] = query
+    st.session_state["link_region"] = None
+
+
+def choose_random(paths: list[str]) -> None:
+    choose_query(QueryImage.from_dataset(random.choice(paths)))
+
+
+def clear_drawing() -> None:
+    # A new initial drawing empties the canvas in place (a new key would rebuild it, and a stroke
+    # begun while it loads would be lost). Its reply comes a moment later, so until then the
+    # drawing on record is the one just cleared: remember it to ignore it.
+    st.session_state["clears"] = st.session_state.get("clears", 0) + 1
+    st.session_state["cleared_drawing"] = st.session_state.get("shown_drawing")
+    st.session_state["link_region"] = None
+
+
+def take_upload() -> None:
+    upload = st.session_state.get("upload")
+    st.session_state["upload_error"] = None
+    if upload is None:
+        return
+    try:
+        choose_query(load_upload(upload.name, upload.getvalue()))
+    except ImageError as exc:
+        st.session_state["upload_error"] = str(exc)
+
+
+def ensure_query(current: Selection, paths: list[str]) -> QueryImage:
+    """The link's query on a session's first run; otherwise keep the query while it still exists."""
+    if st.session_state.pop("link_query_pending", False):
+        shared = st.session_state["link"]
+        query, problems = link_query(shared, paths, current.root)
+        for problem in problems:
+            common.report_link_problem(str(problem))
+        if query is not None:
+            choose_query(query)
+            st.session_state["link_region"] = shared.region
+            st.session_state["query_root"] = current.root
+    query = st.session_state.get("query")
+    stale = query is None or (query.dataset_path is not None and (
+        st.session_state.get("query_root") != current.root or query.dataset_path not in paths))
+    if stale:
+        choose_query(QueryImage.from_dataset(paths[0]))
+        st.session_state["query_root"] = current.root
+    return st.session_state["query"]
+
+
+def cache_ready(current: Selection, paths: list[str]) -> bool:
+    """Whether the selection can be searched; starts, shows or offers the index build otherwise."""
+    state, images = current.cache_state(len(paths))
+    job = common.index_jobs().get(current.cache_path)
+    running = job is not None and job.state is JobState.RUNNING
+    read_only = common.config().read_only
+    if running:
+        common.build_progress((current.cache_path,), "page")
+    if state is not CacheState.MISSING and images > 0:
+        if state is CacheState.OUT_OF_DATE and not running:
+            st.warning(f"The feature cache holds {images:,} of the dataset's {len(paths):,} images.")
+            if not read_only:
+                st.button("Update the index", on_click=common.start_build, args=(current,))
+        return True
+    if running:
+        st.info(f"Indexing {len(paths):,} images for the first time. Other caches stay usable meanwhile: "
+                "change the layer or dataset in the sidebar.")
+    elif read_only:
+        st.error(f"There is no feature cache for {current.describe()}, and this deployment is read-only. "
+                 f"Build it with `vfs index {current.root} --model {current.model.name} --layer {current.layer.name} "
+                 f"--grid {current.grid} --cache-dir {display_path(current.cache_dir)}`.")
+    elif job is not None and job.state is JobState.FAILED:
+        st.error(f"Indexing failed: {job.error}")
+        st.button("Try again", on_click=common.start_build, args=(current,))
+    elif job is not None and job.state is JobState.CANCELLED:
+        st.warning("Indexing was cancelled before any image was stored.")
+        st.button("Resume indexing", on_click=common.start_build, args=(current,))
+    else:
+        common.start_build(current)
+        st.rerun()
+    return False
+
+
+def query_picker(current: Selection, paths: list[str], query: QueryImage) -> None:
+    with st.expander(f"Query image: **{query.name}** (change it here)"):
+        from_dataset, from_upload = st.tabs(["From the dataset", "Upload an image"])
+        with from_dataset:
+            matching = filter_paths(paths, st.session_state.get("picker_filter", ""))
+            _, pages = page_of(matching, 1, PICKER_PER_PAGE)
+            st.session_state["picker_page"] = min(st.session_state.get("picker_page", 1), pages)
+            filter_column, page_column, random_column = st.columns([4, 2, 2], vertical_alignment="bottom")
+            filter_column.text_input("Filter by file name", key="picker_filter", placeholder="e.g. dog or n021")
+            page = page_column.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="picker_page")
+            random_column.button("Random image", on_click=choose_random, args=(paths,))
+            shown, _ = page_of(matching, int(page), PICKER_PER_PAGE)
+            if not shown:
+                st.info("No image name contains that text.")
+            columns = st.columns(PICKER_COLUMNS)
+            for position, path in enumerate(shown):
+                with columns[position % PICKER_COLUMNS]:
+                    st.image(common.preview_jpeg(str(current.root / path), 160), caption=path)
+                    st.button("Use", key=f"use:{path}", on_click=choose_query, args=(QueryImage.from_dataset(path),))
+        with from_upload:
+            st.file_uploader(f"An image of at most {MAX_UPLOAD_MB} MB", key="upload", on_change=take_upload,
+                             type=sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS),
+                             max_upload_size=MAX_UPLOAD_MB)
+            if st.session_state.get("upload_error"):
+                st.error(st.session_state["upload_error"])
+            st.caption("An uploaded query is not part of shared links: links name dataset images.")
+
+
+@dataclass
+class ShownSearch:
+    """A search with what displays it, kept so reruns that do not change it cost nothing."""
+
+    key: tuple
+    outcome: SearchOutcome
+    number: int  # searches run in this session; names the gallery
+    thumbnails: list[bytes]
+    figure: go.Figure | None = None  # built after the gallery is on its way to the browser
+
+
+def searched(search: FeatureSearch, current: Selection, query: QueryImage, region: Region, top_k: int,
+             exclude: bool) -> ShownSearch:
+    """Run the search unless the same one ran last."""
+    key = (id(search), query.key, region.token, top_k, exclude)
+    last: ShownSearch | None = st.session_state.get("last_search")
+    if last is not None and last.key == key:
+        return last
+    outcome = run_search(search, current.root, query, region, top_k, exclude)
+    matches = outcome.result.matches
+    thumbnails = match_jpegs([(current.root / m.path, m.box) for m in matches], THUMBNAIL_SIDE)
+    shown = ShownSearch(key, outcome, st.session_state.get("searches", 0) + 1, thumbnails)
+    st.session_state["searches"] = shown.number
+    st.session_state["last_search"] = shown
+    return shown
+
+
+@st.dialog("Match", width="large")
+def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome, rank: int, match: Match) -> None:
+    scores = window_heatmap(search, current.root, outcome.query, outcome.region, match.index)
+    picture, full_size = load_preview(current.root / match.path, 720)
+    best, heat = st.columns(2)
+    best.image(jpeg_bytes(match_picture(picture, match.box, full_size)), caption="Best window", width="stretch")
+    heat.image(jpeg_bytes(heatmap_picture(picture, scores, outcome.result.window_shape, current.grid, match.box,
+                                          full_size)), width="stretch",
+               caption=f"Every window position, from {scores.min():.3f} (dark) to {scores.max():.3f} (bright)")
+    top, left, height, width = match.window
+    x0, y0, x1, y1 = match.box
+    st.markdown(f"**{rank}. {match.path}** · label {match.label or '—'} · score **{match.score:.4f}**  \n"
+                f"window: {height}×{width} cells at row {top}, column {left} · "
+                f"pixels ({x0:.0f}, {y0:.0f}) to ({x1:.0f}, {y1:.0f}) of {full_size[0]}×{full_size[1]}")
+    if st.button("Search from this image", key="dialog-requery"):
+        choose_query(QueryImage.from_dataset(match.path))
+        st.rerun()
+
+
+def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> None:
+    matches = shown.outcome.result.matches
+    # a fixed key lets the browser update the thumbnails in place instead of rebuilding them
+    with st.container(key="gallery"):
+        for start in range(0, len(matches), GALLERY_COLUMNS):
+            for offset, column in enumerate(st.columns(GALLERY_COLUMNS)):
+                if start + offset >= len(matches):
+                    break
+                rank, match = start + offset + 1, matches[start + offset]
+                label = f" · {match.label}" if match.label else ""
+                with column:
+                    st.image(shown.thumbnails[rank - 1], width="stretch",
+                             caption=f"{rank}. {match.score:.3f}{label} · {match.path.rsplit('/', 1)[-1]}")
+                    buttons = st.container(horizontal=True, gap="small")
+                    if buttons.button(":material/zoom_in:", key=f"details-{rank}", help="Details: the similarity "
+                                      "of every window position in this image"):
+                        show_match(current, search, shown.outcome, rank, match)
+                    if buttons.button(":material/manage_search:", key=f"requery-{rank}",
+                                      help="Search from this image: make it the query"):
+                        choose_query(QueryImage.from_dataset(match.path))
+                        st.rerun()
+        # last in the gallery, so once it shows this search's number every thumbnail above is this search's
+        shareable = " · the page's address now reproduces this search" if shown.outcome.query.dataset_path else ""
+        st.caption(f"Top {len(matches)} of {len(search.cache):,} images (search #{shown.number}){shareable}")
+
+
+@st.fragment
+def workspace(current: Selection) -> None:
+    """Canvas, controls and results: drawing reruns only this part of the page."""
+    try:
+        search = common.feature_search(current)
+    except VfsError as exc:  # a damaged cache: say what to do instead of showing a traceback
+        st.error(str(exc))
+        return
+    query: QueryImage = st.session_state["query"]
+    background, image_size = common.canvas_background(f"{query.key}@{current.root}", CANVAS_SIDE, query, current.root)
+    width, height = canvas_size(image_size, CANVAS_SIDE, CANVAS_SIDE)
+    # the canvas keeps its pixel width; the results take the rest of the row, or wrap below it
+    row = st.container(horizontal=True, gap="large")
+    drawing_column = row.container(width=CANVAS_SIDE)
+    results_column = row.container(width="stretch")
+    with drawing_column:
+        tool_column, width_column = st.columns(2, vertical_alignment="bottom")
+        tool = tool_column.radio("Tool", [BRUSH, RECTANGLE], horizontal=True, key="tool")
+        brush = width_column.slider("Brush width", 4, 80, 28, key="brush_width", disabled=tool != BRUSH)
+        st.space("small")  # room for the canvas's own toolbar, which floats above its top edge
+        drawing = st_canvas(background_image=background, width=width, height=height,
+                            drawing_mode="freedraw" if tool == BRUSH else "rect",
+                            stroke_width=brush if tool == BRUSH else 2, stroke_color=STROKE_COLOUR,
+                            fill_color=FILL_COLOUR, key=f"canvas:{query.key}",
+                            initial_drawing={"objects": [], "clears": st.session_state.get("clears", 0)})
+        st.session_state["shown_drawing"] = drawing.json_data
+        cleared = drawing.json_data == st.session_state.get("cleared_drawing")
+        region = None if cleared else drawing_to_region(
+            drawing.json_data, CanvasFit.stretched((width, height), image_size), image_size, current.grid)
+        if region is not None:
+            st.session_state["link_region"] = None
+            st.session_state["link_problems"] = []
+        else:
+            region = st.session_state.get("link_region")
+        clear_column, caption_column = st.columns([1, 3], vertical_alignment="center")
+        clear_column.button("Clear", key="clear", on_click=clear_drawing, width="stretch")
+        caption_column.caption(f"{query.name} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
+                               "for; releasing the mouse searches.")
+        if region is not None:
+            displayed = Image.open(io.BytesIO(background))
+            st.image(jpeg_bytes(region_picture(displayed, region.grid_weights(image_size, current.grid))), width=220,
+                     caption=f"The region on the {current.grid}×{current.grid} feature grid")
+    with results_column:
+        k_column, exclude_column = st.columns(2)
+        st.session_state.setdefault("top_k", 12)
+        top_k = k_column.slider("Results (k)", 1, MAX_TOP_K, key="top_k")
+        exclude = exclude_column.toggle("Exclude the query image", key="exclude_query")
+        common.write_link(current, query, region, top_k, exclude)
+        if region is None:
+            st.info("Draw on the query image (brush or rectangle) to search.")
+            return
+        try:
+            shown = searched(search, current, query, region, top_k, exclude)
+        except VfsError as exc:
+            st.error(str(exc))
+            return
+        result = shown.outcome.result
+        st.caption(f"Searched {len(search.cache):,} images in {result.seconds * 1000:.0f} ms "
+                   f"({shown.outcome.seconds * 1000:.0f} ms with the query's features, {result.backend}) · "
+                   f"window {result.window_shape[0]}×{result.window_shape[1]} cells")
+        if not result.matches:
+            st.info("No image to show (is the query the only image?).")
+            return
+        gallery(current, search, shown)
+        if shown.figure is None:
+            shown.figure = score_distribution(result.scores, search.cache.paths, search.cache.labels,
+                                              result.matches[-1].score)
+        st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
+
+
+def page() -> None:
+    current = common.selection()
+    if current is None:
+        common.show_link_problems()
+        st.info("Choose a dataset folder, a model and a layer in the sidebar.")
+        return
+    paths = common.dataset_paths(str(current.root))
+    if not paths:
+        common.show_link_problems()
+        st.error(f"No images in {current.root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        return
+    query = ensure_query(current, paths)
+    common.show_link_problems()
+    st.caption(current.describe())
+    if not cache_ready(current, paths):
+        return
+    query_picker(current, paths, query)
+    workspace(current)
+
+
+page()

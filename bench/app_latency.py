@@ -1,0 +1,152 @@
+"""Dashboard latency in a real browser: from releasing the mouse on the canvas to the gallery shown.
+
+Starts ``streamlit run app.py`` on the dataset, opens it in headless Debian chromium through
+Playwright, and per trial: clears the canvas, draws a brush stroke, releases the mouse and waits
+until the new gallery's k thumbnails have all loaded. The cache must exist (build it once with
+``.venv/bin/vfs index DATA``); the benchmark refuses to wait for an index build.
+
+    .venv/bin/python bench/app_latency.py                      # ../shared/datasets/imagenette-val
+    .venv/bin/python bench/app_latency.py --data DIR --trials 20 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vfs.serve import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, GALLERY_LOADED_JS, running_dashboard
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "imagenette-val"
+
+
+MAX_ATTEMPTS = 3
+
+
+PAINTED_PIXELS_JS = """(canvas) => {
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let painted = 0;
+    for (let i = 3; i < data.length; i += 64) if (data[i] > 0) painted++;
+    return painted;
+}"""
+
+
+def drawn_pixels(page: Page) -> int:
+    """How many sampled pixels of the drawing layer (not the background) are painted."""
+    return page.locator("canvas.dc-canvas.lower-canvas").evaluate(PAINTED_PIXELS_JS)
+
+
+def clear_canvas(page: Page) -> None:
+    """Press Clear and wait until the drawing is gone, the results with it, and the app is idle."""
+    page.locator(".st-key-clear button").click()
+    page.get_by_text("Draw on the query image").first.wait_for(timeout=30_000)
+    drawing_layer = page.locator("canvas.dc-canvas.lower-canvas").element_handle()
+    page.wait_for_function(f"(canvas) => ({PAINTED_PIXELS_JS})(canvas) === 0", arg=drawing_layer, timeout=30_000)
+    page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+
+
+def stroke(page: Page, canvas_box: dict, trial: int) -> None:
+    """A diagonal brush stroke whose place changes with the trial, so every search differs."""
+    x0 = canvas_box["x"] + canvas_box["width"] * (0.15 + 0.07 * (trial % 8))
+    y0 = canvas_box["y"] + canvas_box["height"] * (0.2 + 0.05 * (trial % 7))
+    length = min(canvas_box["width"], canvas_box["height"]) * 0.25
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for step in range(1, 9):
+        page.mouse.move(x0 + length * step / 8, y0 + length * 0.6 * step / 8)
+
+
+def measure(data: Path, cache_dir: Path, trials: int, top_k: int, screenshot: Path | None) -> dict:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    log = REPO / "test-artifacts" / "app_latency-streamlit.log"
+    log.parent.mkdir(exist_ok=True)
+    latencies: list[float] = []
+    search_ms: list[float] = []
+    lost: list[dict] = []
+    load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
+    with running_dashboard(["--data", str(data), "--cache-dir", str(cache_dir), "--read-only"], log=log) as url, \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.goto(f"{url}/?k={top_k}")
+        missing = page.get_by_text("There is no feature cache")
+        page.locator("canvas.upper-canvas").or_(missing).first.wait_for(timeout=120_000)
+        if missing.count():
+            raise SystemExit(f"No cache for {data}: run `.venv/bin/vfs index {data}` first.")
+        searches = 0
+        for trial in range(trials):
+            for attempt in range(MAX_ATTEMPTS):
+                if searches or attempt:
+                    clear_canvas(page)
+                else:  # the page has just opened: the canvas accepts strokes once its first rerun is over
+                    page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+                stroke(page, page.locator("canvas.upper-canvas").bounding_box(), trial)
+                started = time.perf_counter()
+                page.mouse.up()
+                try:
+                    page.wait_for_function(GALLERY_LOADED_JS, arg=[searches + 1, top_k], polling="raf",
+                                           timeout=20_000)
+                except PlaywrightError:
+                    # no search came of the stroke: count it and draw again (or give up, with a picture)
+                    lost.append({"trial": trial, "stroke_on_canvas": drawn_pixels(page) > 0})
+                    page.screenshot(path=str(log.with_name(f"app_latency-lost-{len(lost)}.png")), full_page=True)
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise
+                    continue
+                latencies.append(time.perf_counter() - started)
+                searches += 1
+                caption = page.get_by_text(re.compile(r"^Searched [\d,]+ images in")).first.inner_text()
+                search_ms.append(float(re.search(r"in (\d+) ms", caption).group(1)))
+                break
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot), full_page=True)
+        images = int(re.search(r"Searched ([\d,]+) images", caption).group(1).replace(",", ""))
+        browser.close()
+    steady = latencies[1:] or latencies
+    return {"data": str(data), "images": images, "top_k": top_k, "trials": trials,
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
+            "first_s": round(latencies[0], 3), "median_s": round(statistics.median(steady), 3),
+            "p90_s": round(sorted(steady)[math.ceil(0.9 * len(steady)) - 1], 3), "max_s": round(max(steady), 3),
+            "server_search_ms_median": statistics.median(search_ms), "lost_strokes": lost,
+            "latencies_s": [round(v, 3) for v in latencies]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--top-k", type=int, default=12)
+    parser.add_argument("--screenshot", type=Path, default=REPO / "test-artifacts" / "app_latency.png")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
+        return 2
+    result = measure(args.data.resolve(), args.cache_dir.resolve(), args.trials, args.top_k, args.screenshot)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['images']:,} images, k={result['top_k']}, {result['trials']} strokes: mouse-up to gallery "
+              f"first {result['first_s']:.3f} s, then median {result['median_s']:.3f} s, p90 {result['p90_s']:.3f} s, "
+              f"max {result['max_s']:.3f} s (server-side search median {result['server_search_ms_median']:.0f} ms; "
+              f"{len(result['lost_strokes'])} strokes drawn again after no search came of them; load average "
+              f"{result['load_average'][0]} → {result['load_average'][1]} on {result['cpus']} CPUs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""The README's Python example runs as written."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(block for block in blocks if "FeatureSearch" in block)
+    monkeypatch.chdir(tmp_path)  # the example writes data/demo and data/cache where it runs
+    exec(compile(example, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5
+    score, path = lines[0].split()[:2]
+    assert path == "skimage/chelsea.png" and abs(float(score) - 1.0) < 1e-4

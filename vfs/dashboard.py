@@ -1,0 +1,258 @@
+"""What the dashboard does, apart from page layout: configuration, the current selection of
+dataset, model, layer and grid, query images and uploads, searching and match heatmaps.
+
+Nothing here imports Streamlit, so all of it is tested without a browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vfs._progress import describe
+from vfs.api import FeatureSearch
+from vfs.cache import CacheSpec, cache_path, cell_norms2
+from vfs.catalog import read_cache
+from vfs.demo import DEMO_DIR
+from vfs.errors import DatasetError, ImageError
+from vfs.images import load_image
+from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, Progress, build_index, cache_spec
+from vfs.models import FeatureModel, LayerInfo
+from vfs.region import Region
+from vfs.search import Query, SearchResult, get_backend
+from vfs.share import SharedSearch, ShareError
+
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_PIXELS = 40_000_000
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    data: Path | None  # None: the demo photos
+    cache_dir: Path
+    read_only: bool  # never build or delete caches
+
+    @property
+    def default_dataset(self) -> Path:
+        return self.data if self.data is not None else DEMO_DIR
+
+
+def parse_app_args(argv: Sequence[str], environ: Mapping[str, str]) -> AppConfig:
+    """``streamlit run app.py -- [--data DIR] [--cache-dir DIR] [--read-only]``.
+
+    Each option falls back to an environment variable (VFS_DATA, VFS_CACHE_DIR, VFS_READ_ONLY).
+    Unknown arguments are ignored: under a test runner, argv belongs to the runner.
+    """
+    parser = argparse.ArgumentParser(prog="streamlit run app.py --", allow_abbrev=False, add_help=False)
+    parser.add_argument("--data", default=environ.get("VFS_DATA") or None)
+    parser.add_argument("--cache-dir", default=environ.get("VFS_CACHE_DIR") or str(DEFAULT_CACHE_DIR))
+    parser.add_argument("--read-only", action="store_true",
+                        default=environ.get("VFS_READ_ONLY", "").strip().lower() in _TRUE)
+    args, _ = parser.parse_known_args(list(argv))
+    cache_dir = Path(args.cache_dir).expanduser()
+    read_only = args.read_only or not is_writable(cache_dir)
+    return AppConfig(Path(args.data).expanduser() if args.data else None, cache_dir, read_only)
+
+
+def is_writable(folder: Path) -> bool:
+    """Whether ``folder`` can be written, or created inside its nearest existing parent."""
+    probe = folder.expanduser().absolute()
+    while not probe.exists():
+        probe = probe.parent
+    return os.access(probe, os.W_OK)
+
+
+def resolve_dataset(text: str | Path) -> Path:
+    path = Path(str(text).strip()).expanduser()
+    if not str(text).strip():
+        raise DatasetError("Give a dataset folder.")
+    resolved = path.resolve()
+    if not resolved.exists():
+        raise DatasetError(f"Dataset folder {resolved} does not exist.")
+    if not resolved.is_dir():
+        raise DatasetError(f"{resolved} is a file, not a folder of images.")
+    return resolved
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when inside it (shorter, and portable in links)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return str(path)
+
+
+class CacheState(Enum):
+    MISSING = "missing"
+    OUT_OF_DATE = "out of date"  # some dataset images are not accounted for, or were removed
+    READY = "ready"
+
+
+@dataclass(eq=False)
+class Selection:
+    """The dataset, model, layer and grid the sidebar has chosen."""
+
+    root: Path
+    model: FeatureModel
+    layer: LayerInfo
+    grid: int
+    cache_dir: Path
+
+    @cached_property
+    def spec(self) -> CacheSpec:
+        return cache_spec(self.model, self.layer, self.grid)
+
+    @cached_property
+    def cache_path(self) -> Path:
+        return cache_path(self.cache_dir, self.root, self.spec)
+
+    def describe(self) -> str:
+        return f"{display_path(self.root)} · {self.model.label} · {self.layer.name} · grid {self.grid}×{self.grid}"
+
+    def cache_state(self, dataset_images: int) -> tuple[CacheState, int]:
+        """The cache's state against the dataset's image count, and how many images it holds."""
+        info = read_cache(self.cache_path)
+        if info is None:
+            return CacheState.MISSING, 0
+        state = CacheState.READY if info.images + info.skipped == dataset_images else CacheState.OUT_OF_DATE
+        return state, info.images
+
+    def build(self, progress: Callable[[Progress], None], cancel: threading.Event) -> IndexSummary:
+        """Create or update the cache (the background job's work)."""
+        return build_index(self.root, self.model, self.layer, self.grid, self.cache_dir,
+                           progress=progress, cancel=cancel)
+
+    def feature_search(self) -> FeatureSearch:
+        return FeatureSearch(self.root, model=self.model, layer=self.layer.name, grid=self.grid,
+                             cache_dir=self.cache_dir)
+
+
+def describe_progress(progress: Progress | None) -> str:
+    return "starting…" if progress is None else describe(progress)
+
+
+@dataclass(frozen=True)
+class QueryImage:
+    """The image being searched from: a dataset image (shareable in a link) or an upload."""
+
+    name: str
+    dataset_path: str | None = None  # POSIX, relative to the dataset folder
+    upload: bytes | None = None
+
+    @classmethod
+    def from_dataset(cls, relative: str) -> QueryImage:
+        return cls(name=relative, dataset_path=relative)
+
+    @property
+    def key(self) -> str:
+        """Identifies the picture (for widget keys and memoised searches)."""
+        if self.dataset_path is not None:
+            return "data:" + self.dataset_path
+        return "upload:" + hashlib.sha1(self.upload or b"").hexdigest()[:16]
+
+    def source(self, root: Path) -> Path | Image.Image:
+        """What :meth:`FeatureSearch.search` takes: a dataset path (features come from the cache)."""
+        if self.dataset_path is not None:
+            return root / self.dataset_path
+        return load_image(self.upload or b"", max_pixels=MAX_UPLOAD_PIXELS)
+
+    def picture(self, root: Path) -> Image.Image:
+        return load_image(self.source(root))
+
+
+def load_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB, max_pixels: int = MAX_UPLOAD_PIXELS) -> QueryImage:
+    """Check an uploaded file and make it the query; :class:`ImageError` says what is wrong."""
+    if len(data) > max_mb * 1024 * 1024:
+        raise ImageError(f"{name} is {len(data) / 1024 / 1024:.1f} MB; uploads are limited to {max_mb} MB.")
+    try:
+        load_image(data, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise ImageError(f"{name}: {str(exc).removeprefix('image: ')}") from None
+    return QueryImage(name=name, upload=data)
+
+
+def filter_paths(paths: Sequence[str], text: str) -> list[str]:
+    """Paths containing every word of ``text`` (case-insensitive)."""
+    words = text.lower().split()
+    return [p for p in paths if all(word in p.lower() for word in words)]
+
+
+def page_of(items: Sequence[str], page: int, per_page: int) -> tuple[list[str], int]:
+    """The items on 1-based ``page`` (clamped to the valid range) and the number of pages."""
+    pages = max(1, -(-len(items) // per_page))
+    page = min(max(page, 1), pages)
+    return list(items[(page - 1) * per_page: page * per_page]), pages
+
+
+def canvas_size(image_size: tuple[int, int], max_width: int, max_height: int) -> tuple[int, int]:
+    """The largest (width, height) within the limits with the image's aspect ratio."""
+    width, height = image_size
+    scale = min(max_width / width, max_height / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+@dataclass
+class SearchOutcome:
+    result: SearchResult
+    query: QueryImage
+    region: Region
+    seconds: float  # query features plus search
+
+
+def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
+               exclude_query: bool) -> SearchOutcome:
+    started = time.perf_counter()
+    result = search.search(query.source(root), top_k=top_k, exclude_query=exclude_query,
+                           **region.search_arguments(search.grid))  # type: ignore[arg-type]
+    return SearchOutcome(result, query, region, time.perf_counter() - started)
+
+
+def window_heatmap(search: FeatureSearch, root: Path, query: QueryImage, region: Region, index: int) -> np.ndarray:
+    """The score of every window position in dataset image ``index``, (G-h+1, G-w+1)."""
+    features, size = search.query_features(query.source(root))
+    grid_query = Query(features, region.grid_weights(size, search.grid))
+    candidate = np.asarray(search.cache.features(index))[None]
+    backend = get_backend(search.backend) if isinstance(search.backend, str) else search.backend
+    return backend.window_scores(candidate, cell_norms2(candidate), grid_query)[0]
+
+
+def link_layer(shared: SharedSearch, model: FeatureModel) -> tuple[LayerInfo | None, int | None, list[ShareError]]:
+    """The link's layer and grid if ``model`` has them; problems otherwise."""
+    if shared.layer is None:
+        return None, None, []
+    names = [info.name for info in model.layers]
+    if shared.layer not in names:
+        return None, None, [ShareError(f"The link's layer {shared.layer!r} is not a layer of {model.label}; "
+                                       f"showing {model.default_layer.name} instead.")]
+    layer = model.layer(shared.layer)
+    if shared.grid is not None and shared.grid > max_grid(layer):
+        return layer, None, [ShareError(f"The link's grid {shared.grid} is finer than {layer.describe()} "
+                                        f"allows (at most {max_grid(layer)}); showing {layer.default_grid}.")]
+    return layer, shared.grid, []
+
+
+def link_query(shared: SharedSearch, dataset_paths: Sequence[str],
+               root: Path) -> tuple[QueryImage | None, list[ShareError]]:
+    if shared.query is None:
+        return None, []
+    if shared.query not in set(dataset_paths):
+        return None, [ShareError(f"The link's query image {shared.query!r} is not in {display_path(root)}; "
+                                 "it may have been renamed or removed.")]
+    return QueryImage.from_dataset(shared.query), []
+
+
+def max_grid(layer: LayerInfo) -> int:
+    """Finer grids than the layer's own resolution only repeat its cells."""
+    return max(layer.height, layer.width)
