@@ -80,6 +80,10 @@ def _slug(text: str) -> str:
 
 
 def dataset_folder_name(dataset_root: str | Path) -> str:
+    """``<name>-<hash>`` of a local folder (resolved) or of a dataset URI such as ``s3://bucket/photos``."""
+    if isinstance(dataset_root, str) and "://" in dataset_root:
+        uri = dataset_root.rstrip("/")
+        return f"{_slug(uri.rsplit('/', 1)[-1])}-{hashlib.sha256(uri.encode()).hexdigest()[:8]}"
     root = Path(dataset_root).expanduser().resolve()
     return f"{_slug(root.name)}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
 
@@ -345,6 +349,15 @@ def _zero_copy(column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
     return values.to_numpy(zero_copy_only=True).reshape((len(chunk), *shape))
 
 
+def map_shard(path: Path, spec: CacheSpec, offset: int = 0) -> tuple[_MappedShard, pa.Table]:
+    """Memory-map one non-empty shard file: its zero-copy feature views and its table."""
+    source = pa.memory_map(str(path))
+    table = ipc.open_file(source).read_all()
+    shape = (spec.channels, spec.grid, spec.grid)
+    return _MappedShard(offset, _zero_copy(table.column("features"), shape),
+                        _zero_copy(table.column("cell_norms2"), shape[1:]), (source, table)), table
+
+
 class FeatureCache:
     """A finished cache, memory-mapped read-only; features are zero-copy views into the files."""
 
@@ -372,7 +385,6 @@ class FeatureCache:
             records = [ShardRecord(**r) for r in manifest["shards"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise CacheError(f"{manifest_path} is unreadable ({exc}); rerun `vfs index` to rebuild it.") from None
-        shape = (spec.channels, spec.grid, spec.grid)
         shards: list[_MappedShard] = []
         paths: list[str] = []
         labels: list[str | None] = []
@@ -383,12 +395,10 @@ class FeatureCache:
             problem = _shard_problem(shard_path, record, spec, verify_crc=verify)
             if problem is not None:
                 raise CacheError(f"{shard_path}: {problem}; rerun `vfs index` to rebuild it.")
-            source = pa.memory_map(str(shard_path))
-            table = ipc.open_file(source).read_all()
-            if table.num_rows == 0:
+            if record.rows == 0:
                 continue
-            shards.append(_MappedShard(len(paths), _zero_copy(table.column("features"), shape),
-                                       _zero_copy(table.column("cell_norms2"), shape[1:]), (source, table)))
+            shard, table = map_shard(shard_path, spec, offset=len(paths))
+            shards.append(shard)
             paths.extend(table.column("path").to_pylist())
             labels.extend(table.column("label").to_pylist())
             sizes.append(np.stack([table.column("width").to_numpy(), table.column("height").to_numpy()], axis=1))
@@ -420,3 +430,19 @@ class FeatureCache:
 
     def has_labels(self) -> bool:
         return any(label is not None for label in self.labels)
+
+    def take(self, rows: np.ndarray) -> FeatureCache:
+        """A cache of just ``rows`` (ascending), copied into memory as one shard; row i is ``rows[i]``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        shape = (len(rows), self.channels, self.grid, self.grid)
+        features, norms = np.empty(shape, np.float16), np.empty(shape[:1] + shape[2:], np.float32)
+        starts = np.array([shard.offset for shard in self.shards], dtype=np.int64)
+        owner = np.searchsorted(starts, rows, side="right") - 1
+        for s in np.unique(owner):
+            picked = np.flatnonzero(owner == s)
+            local = rows[picked] - self.shards[s].offset
+            features[picked] = self.shards[s].features[local]
+            norms[picked] = self.shards[s].cell_norms2[local]
+        shards = [_MappedShard(0, features, norms, None)] if len(rows) else []
+        return FeatureCache(self.path, self.spec, self.dataset_root, shards, [self.paths[i] for i in rows],
+                            [self.labels[i] for i in rows], self.image_sizes[rows], features.nbytes + norms.nbytes)

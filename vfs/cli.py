@@ -9,7 +9,8 @@ from pathlib import Path
 
 from vfs._progress import ProgressBar
 from vfs.errors import VfsError
-from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary
+from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, build_index, list_engines
+from vfs.sources import is_uri
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -30,10 +31,14 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=int, default=None, help="grid size G (default: layer size, at most 14)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where caches live (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="image decoding threads (local engine) or model actors (ray engine)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--shard-images", type=int, default=512,
                         help="images per shard, the unit an interrupted run resumes from (default: %(default)s)")
+    parser.add_argument("--engine", default="local", choices=list_engines(),
+                        help="where features are extracted: local, or ray (Ray Data actors; joins the cluster "
+                             "named by RAY_ADDRESS, else starts a local Ray; needs pip install 'vfs[ray]')")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
@@ -51,8 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     layers.add_argument("--json", action="store_true")
 
     index = commands.add_parser("index", help="build or update the feature cache of a folder")
-    index.add_argument("data", help="folder of images (searched recursively)")
+    index.add_argument("data", help="folder of images (searched recursively), or a pyarrow.fs URI such as "
+                                    "s3://bucket/photos")
     _add_model_args(index)
+    index.add_argument("--ann", action="store_true",
+                       help="also build the approximate region index for `search --approximate` "
+                            "(needs pip install 'vfs[ann]')")
 
     find = commands.add_parser("search", help="find the images most similar to a region of a query image")
     find.add_argument("data", help="folder of images; what is not yet indexed is indexed first")
@@ -63,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     region.add_argument("--mask", help="mask PNG of the query image's size (white or opaque = selected)")
     find.add_argument("--top-k", type=int, default=20)
     find.add_argument("--exclude-query", action="store_true", help="leave the query image out of the results")
+    find.add_argument("--approximate", action="store_true",
+                      help="score only the candidates of the region index (built by `vfs index --ann`) exactly")
+    find.add_argument("--candidates", type=int, default=1000,
+                      help="images the region index proposes with --approximate (default: %(default)s)")
     return parser
 
 
@@ -113,21 +126,44 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"  {layer.describe()}{default}")
         return 0
 
+    if args.command == "search" and is_uri(args.data):
+        raise VfsError("vfs search reads the query and the results' images from a local folder; index a URI "
+                       "with `vfs index` and search its cache from Python (see docs/scale-out.md).")
     fs = _feature_search(args)
-    summary = fs.index(batch_size=args.batch_size, workers=args.workers, shard_images=args.shard_images,
-                       progress=None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}"))
+    summary = build_index(args.data, fs.model, fs.layer, fs.grid, fs.cache_dir, args.batch_size, args.workers,
+                          None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}"),
+                          shard_images=args.shard_images, engine=args.engine)
     if args.command == "index":
+        if args.ann and not summary.cancelled:
+            from vfs.ann import RegionIndex
+            from vfs.cache import FeatureCache
+
+            RegionIndex.build(FeatureCache.open(summary.cache_dir))
         _print_summary(summary, args.json)
         return 0
     if not args.json:
         _print_summary(summary, False)
-    result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k, exclude_query=args.exclude_query)
+    if args.approximate:
+        from vfs.ann import approximate_search
+        from vfs.search import Query
+
+        features, size = fs.query_features(args.query)
+        row = fs._cache_row(Path(args.query).expanduser()) if args.exclude_query else None
+        result = approximate_search(fs.cache, Query(features, fs.grid_mask(size, mask=args.mask, box=args.box)),
+                                    top_k=args.top_k, exclude=None if row is None else [row],
+                                    candidates=args.candidates)
+    else:
+        result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k,
+                           exclude_query=args.exclude_query)
+    approximate = {"approximate": True, "candidates": result.candidates} if args.approximate else {"approximate": False}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
-                          "results": [m.to_dict() for m in result.matches]}, indent=2))
+                          **approximate, "results": [m.to_dict() for m in result.matches]}, indent=2))
     else:
-        print(f"{len(fs.cache)} images searched in {result.seconds * 1000:.1f} ms ({result.backend})")
+        note = (f" · approximate: the region index's {result.candidates} candidates scored exactly"
+                if args.approximate else "")
+        print(f"{len(fs.cache)} images searched in {result.seconds * 1000:.1f} ms ({result.backend}){note}")
         for rank, match in enumerate(result.matches, start=1):
             box = ",".join(f"{v:.0f}" for v in match.box)
             print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  box {box}")

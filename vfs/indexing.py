@@ -4,14 +4,21 @@ Images are processed in path order and cut into shards of :data:`SHARD_IMAGES` i
 images that are new or changed (size or mtime) are extracted; rows of removed or changed images
 are dropped. A run killed at any point resumes from its last completed shard and, because the
 pending images and shard boundaries are the same, ends with the same rows as an uninterrupted run.
+
+Extraction itself is an :class:`ExtractionEngine`, picked by name from a registry: ``local``
+(threads and the model in this process) or ``ray`` (Ray Data actors across a cluster, see
+:mod:`vfs.ray_engine`). Every engine receives the same pending list and returns results in its
+order; shards are cut and written here, on the driver, so the files, the manifest and crash
+safety do not depend on the engine.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +28,10 @@ import numpy as np
 import torch
 
 from vfs.cache import CacheSpec, ShardRows, ShardStore, cache_path, locked
-from vfs.errors import DatasetError, ImageError
-from vfs.images import DEFAULT_MAX_PIXELS, ImageEntry, Skipped, load_image, scan_images
+from vfs.errors import DatasetError, ImageError, VfsError
+from vfs.images import DEFAULT_MAX_PIXELS, ImageEntry, Skipped
 from vfs.models import FeatureModel, LayerInfo
+from vfs.sources import DatasetSource
 
 SHARD_IMAGES = 512
 DEFAULT_CACHE_DIR = Path("data/cache")
@@ -79,48 +87,157 @@ class IndexSummary:
                 "images_per_second": round(self.images_per_second, 2), "cancelled": self.cancelled}
 
 
-def _decode(root: Path, entry: ImageEntry, model: FeatureModel, max_pixels: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    image = load_image(root / entry.path, max_pixels=max_pixels)
+@dataclass(frozen=True)
+class Extracted:
+    """One image's pooled grid and original size."""
+
+    features: np.ndarray  # (C, G, G) float16
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ExtractionJob:
+    """The images one build extracts, in the order their rows are written."""
+
+    source: DatasetSource
+    entries: list[ImageEntry]
+    model: FeatureModel
+    layer: LayerInfo
+    grid: int
+    batch_size: int
+    shard_images: int  # entries per shard: no model batch spans two shards
+    max_pixels: int
+
+    def batches(self) -> Iterator[tuple[int, int]]:
+        """``[start, stop)`` ranges of at most ``batch_size`` entries, cut at every shard boundary."""
+        for shard_start in range(0, len(self.entries), self.shard_images):
+            shard_stop = min(shard_start + self.shard_images, len(self.entries))
+            for start in range(shard_start, shard_stop, self.batch_size):
+                yield start, min(start + self.batch_size, shard_stop)
+
+
+class ExtractionEngine(ABC):
+    """Turns an :class:`ExtractionJob` into features; where and how it computes is its own affair."""
+
+    name: str = ""
+
+    @abstractmethod
+    def extract(self, job: ExtractionJob) -> Generator[tuple[ImageEntry, Extracted | ImageError], None, None]:
+        """Every entry of ``job.entries`` exactly once, in order, with its features or why it failed.
+
+        Each shard's images are extracted in batches that do not reach into the next shard, so a
+        build resumed from its last complete shard computes every later shard as an
+        uninterrupted build does.
+        """
+
+
+def _decode(source: DatasetSource, entry: ImageEntry, model: FeatureModel,
+            max_pixels: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    image = source.load(entry.path, max_pixels=max_pixels)
     return model.preprocessing(image), image.size
 
 
-def _decoded(root: Path, entries: list[ImageEntry], model: FeatureModel, workers: int, max_pixels: int,
+def _decoded(source: DatasetSource, entries: list[ImageEntry], model: FeatureModel, workers: int, max_pixels: int,
              ahead: int) -> Iterator[tuple[ImageEntry, Any]]:
     """Decode ``entries`` in worker threads, ``ahead`` at most in flight, yielding in order."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vfs-decode") as pool:
         pending: deque[tuple[ImageEntry, Future]] = deque()
         iterator = iter(entries)
         for entry in iterator:
-            pending.append((entry, pool.submit(_decode, root, entry, model, max_pixels)))
+            pending.append((entry, pool.submit(_decode, source, entry, model, max_pixels)))
             if len(pending) >= ahead:
                 break
         while pending:
             entry, future = pending.popleft()
             nxt = next(iterator, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(_decode, root, nxt, model, max_pixels)))
+                pending.append((nxt, pool.submit(_decode, source, nxt, model, max_pixels)))
             try:
                 yield entry, future.result()
             except ImageError as exc:
                 yield entry, exc
 
 
+class LocalEngine(ExtractionEngine):
+    """Decoding in ``workers`` threads, the model in this process (on its device)."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 2):
+        self.workers = workers
+
+    def extract(self, job: ExtractionJob) -> Generator[tuple[ImageEntry, Extracted | ImageError], None, None]:
+        waiting: list[tuple[ImageEntry, Any]] = []  # decoded or failed, in order, until their batch runs
+        decoded = 0
+
+        def run_batch() -> list[tuple[ImageEntry, Extracted | ImageError]]:
+            images = [result for _, result in waiting if not isinstance(result, ImageError)]
+            grids = iter(job.model.grid_features(torch.stack([t for t, _ in images]), job.layer, job.grid).numpy()
+                         if images else ())
+            done = [(entry, result if isinstance(result, ImageError)
+                     else Extracted(next(grids).astype(np.float16), *result[1])) for entry, result in waiting]
+            waiting.clear()
+            return done
+
+        stream = _decoded(job.source, job.entries, job.model, self.workers, job.max_pixels, ahead=2 * job.batch_size)
+        for position, (entry, result) in enumerate(stream, start=1):
+            waiting.append((entry, result))
+            decoded += not isinstance(result, ImageError)
+            if decoded == job.batch_size or position % job.shard_images == 0 or position == len(job.entries):
+                yield from run_batch()
+                decoded = 0
+
+
+_ENGINES: dict[str, Callable[..., ExtractionEngine]] = {}
+
+
+def register_engine(name: str, factory: Callable[..., ExtractionEngine]) -> None:
+    """``factory(workers=..., **options)`` makes the engine; ``workers`` is its parallelism."""
+    _ENGINES[name] = factory
+
+
+def list_engines() -> list[str]:
+    return list(_ENGINES)
+
+
+def get_engine(name: str = "local", **options: Any) -> ExtractionEngine:
+    if name not in _ENGINES:
+        raise VfsError(f"Unknown indexing engine {name!r}; available: {', '.join(_ENGINES)}")
+    return _ENGINES[name](**options)
+
+
+def _ray_engine(**options: Any) -> ExtractionEngine:
+    from vfs.ray_engine import RayEngine  # Ray is an optional extra, imported only when asked for
+
+    return RayEngine(**options)
+
+
+register_engine("local", LocalEngine)
+register_engine("ray", _ray_engine)
+
+
 def build_index(data: str | Path, model: FeatureModel, layer: str | LayerInfo, grid: int | None = None,
                 cache_dir: str | Path = DEFAULT_CACHE_DIR, batch_size: int = 32, workers: int = 2,
                 progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS, shard_images: int = SHARD_IMAGES) -> IndexSummary:
+                max_pixels: int = DEFAULT_MAX_PIXELS, shard_images: int = SHARD_IMAGES,
+                engine: str | ExtractionEngine = "local") -> IndexSummary:
     """Create or update the cache of ``layer`` features for every image under ``data``.
 
-    ``shard_images`` images make one shard: the unit of work a killed run resumes from.
+    ``data`` is a folder or a ``pyarrow.fs`` URI (``s3://bucket/photos``). ``shard_images``
+    images make one shard: the unit of work a killed run resumes from. ``engine`` is a registered
+    engine name (made with ``workers``) or an engine object.
     """
     started = time.perf_counter()
-    root = Path(data).expanduser()
-    entries, scan_skipped = scan_images(root)
+    source = DatasetSource.open(data)
+    entries, scan_skipped = source.scan()
     if not entries:
-        raise DatasetError(f"No images found in {root} (looked for JPEG, PNG, WebP, BMP, TIFF and GIF files).")
+        raise DatasetError(f"No images found in {source.location} "
+                           f"(looked for JPEG, PNG, WebP, BMP, TIFF and GIF files).")
     info = model.layer(layer) if isinstance(layer, str) else layer
     spec = cache_spec(model, info, grid)
-    directory = cache_path(cache_dir, root, spec)
+    directory = cache_path(cache_dir, source.location, spec)
+    extractor = get_engine(engine, workers=workers) if isinstance(engine, str) else engine
     with locked(directory):
         store = ShardStore.open(directory, spec)
         known = store.known()
@@ -131,47 +248,34 @@ def build_index(data: str | Path, model: FeatureModel, layer: str | LayerInfo, g
         pending = [e for e in entries if e.path not in known or e.path in stale]
         summary = IndexSummary(directory, [], 0, 0, len(entries) - len(pending), removed,
                                list(scan_skipped), list(store.problems))
-        done = 0
+        job = ExtractionJob(source, pending, model, info, spec.grid, batch_size, shard_images, max_pixels)
+        results = extractor.extract(job)
         try:
-            rows, skipped, batch, batch_entries = ShardRows(), [], [], []
-
-            def flush_batch() -> None:
-                if not batch:
-                    return
-                features = model.grid_features(torch.stack([t for t, _ in batch]), info, spec.grid)
-                for entry, (_, (width, height)), feats in zip(batch_entries, batch, features.numpy()):
-                    rows.paths.append(entry.path)
-                    rows.labels.append(entry.label)
-                    rows.widths.append(width)
-                    rows.heights.append(height)
-                    rows.file_sizes.append(entry.size)
-                    rows.mtimes.append(entry.mtime_ns)
-                    rows.features.append(feats.astype(np.float16))
-                batch.clear()
-                batch_entries.clear()
-
-            for position, (entry, result) in enumerate(
-                    _decoded(root, pending, model, workers, max_pixels, ahead=2 * batch_size), start=1):
+            rows, skipped = ShardRows(), []
+            for position, (entry, result) in enumerate(results, start=1):
                 if cancel is not None and cancel.is_set():
                     summary.cancelled = True
                     break
                 if isinstance(result, ImageError):
                     skipped.append({"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns,
-                                    "reason": str(result).removeprefix(f"{root / entry.path}: ")})
+                                    "reason": str(result).removeprefix(f"{source.describe(entry.path)}: ")})
                 else:
-                    batch.append(result)
-                    batch_entries.append(entry)
-                if len(batch) == batch_size:
-                    flush_batch()
-                if position % shard_images == 0 or position == len(pending):
-                    flush_batch()
+                    rows.paths.append(entry.path)
+                    rows.labels.append(entry.label)
+                    rows.widths.append(result.width)
+                    rows.heights.append(result.height)
+                    rows.file_sizes.append(entry.size)
+                    rows.mtimes.append(entry.mtime_ns)
+                    rows.features.append(result.features)
+                shard_done = position % shard_images == 0 or position == len(pending)
+                if shard_done:
                     store.append(rows, skipped)
                     summary.indexed += len(rows)
                     rows, skipped = ShardRows(), []
-                done = position
-                if progress is not None and (not batch or position == len(pending)):
-                    progress(Progress(done, len(pending), time.perf_counter() - started))
+                if progress is not None and (shard_done or position % batch_size == 0):
+                    progress(Progress(position, len(pending), time.perf_counter() - started))
         finally:
+            results.close()  # stops the engine's workers when the loop ends early
             summary.skipped += [Skipped(s["path"], s["reason"]) for s in store.skipped()]
             summary.cache_files = [str(directory / r.file) for r in store.shards]
             summary.images = sum(r.rows for r in store.shards)

@@ -5,8 +5,10 @@ grid mask m cropped to its bounding box (h×w cells) and a dataset grid F, the s
 window at (y, x) is the cosine between m⊙Q and m⊙F[:, y:y+h, x:x+w]; an image's score is its
 best window. The numerator is a correlation of F with the kernel m²⊙Q/‖m⊙Q‖; the squared norm
 of the window is the correlation of the per-cell squared norms (stored in the cache) with m², so
-a query reads every feature once, in float16, converted chunk by chunk into a small float32
-buffer that stays in cache.
+a query reads every feature once, in float16. On the CPU the fused kernel of :mod:`vfs._native`
+converts the features in registers and correlates them there (float32 accumulation), at about
+the speed the memory streams them; without a C compiler, and on CUDA, the PyTorch path converts
+chunk by chunk into a small float32 buffer and correlates with matmul/conv.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,14 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vfs import _native
 from vfs.cache import FeatureCache
 from vfs.errors import MaskError, VfsError
 from vfs.geometry import Box, grid_bounds, window_to_box
 
-# Memory-mapped caches are read-only; torch warns on every zero-copy view of them.
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-#: Bytes of float16 features converted per step: small enough to stay in L2 cache.
+#: Bytes of float16 features converted per step by the PyTorch path: small enough to stay in L2 cache.
 CHUNK_BYTES = 1 << 20
 
 
@@ -110,6 +112,13 @@ class SimilarityBackend(ABC):
         """Best score (N,) float32 and flat index of its window (N,) int64 for every image."""
 
 
+def _mapped_tensor(array: np.ndarray) -> torch.Tensor:
+    """A zero-copy tensor over a read-only memory map (never written to)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
 class _Plan:
     """A query laid out as tensors for one device, with the cheapest way to correlate it."""
 
@@ -129,6 +138,8 @@ class _Plan:
                 strategy = "cells"
             else:
                 strategy = "conv"
+        if strategy == "dense" and windows != 1:
+            raise ValueError("the dense strategy needs a region whose bounding box is the whole grid")
         self.strategy = strategy
         if strategy == "dense":
             full = torch.zeros(kernel.shape[0], grid, grid, device=device)
@@ -161,8 +172,18 @@ class _Plan:
         return torch.where(norms > 0, numerator / norms.clamp_min(1e-30), torch.zeros_like(numerator)).clamp_(-1.0, 1.0)
 
 
+#: Caches whose memory map has been populated (by the first fused query).
+_POPULATED: weakref.WeakSet = weakref.WeakSet()
+
+
 class TorchBackend(SimilarityBackend):
-    """Chunked scan of the memory map in PyTorch, on the CPU or a CUDA device."""
+    """Scan of the memory map on the CPU or a CUDA device.
+
+    On the CPU, with no strategy forced (or ``strategy="fused"``), the fused kernel of
+    :mod:`vfs._native` reads the float16 features once and keeps the correlation in registers;
+    where it cannot be built it falls back to the chunked PyTorch scan (strategies ``dense``,
+    ``cells``, ``conv``), which a forced strategy also selects.
+    """
 
     def __init__(self, device: str | torch.device = "cpu", strategy: str | None = None):
         self.device = torch.device(device)
@@ -171,6 +192,17 @@ class TorchBackend(SimilarityBackend):
         self._resident: dict[int, tuple[object, list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
 
+    def _fused(self, grid: int, query: Query) -> _native.NativePlan | None:
+        """The fused CPU plan for ``query``, or None where the PyTorch scan runs instead."""
+        if self.device.type != "cpu" or self.strategy not in (None, "fused"):
+            return None
+        h, w = query.window_shape
+        if not _native.NativePlan.supported(grid, h, w) or _native.load() is None:
+            if self.strategy == "fused":
+                raise VfsError(f"The fused kernel is unavailable ({_native.error or 'grid too large'}).")
+            return None
+        return _native.NativePlan(query.kernel, query.weights, grid)
+
     def _chunk_rows(self, cache_or_shape: tuple[int, int, int]) -> int:
         c, g, _ = cache_or_shape
         if self.device.type != "cpu":
@@ -178,6 +210,17 @@ class TorchBackend(SimilarityBackend):
         return max(1, CHUNK_BYTES // (c * g * g * 2))
 
     def window_scores(self, features: np.ndarray, cell_norms2: np.ndarray, query: Query) -> np.ndarray:
+        fused = self._fused(features.shape[-1], query)
+        if fused is not None:
+            g = features.shape[-1]
+            h, w = query.window_shape
+            n = len(features)
+            out = np.empty((n, g - h + 1, g - w + 1), np.float32)
+            feats = np.ascontiguousarray(features, dtype=np.float16)
+            norms = np.ascontiguousarray(cell_norms2, dtype=np.float32)
+            _native.load().scan([(feats, norms, np.empty(n, np.float32), np.empty(n, np.int64), out)],
+                                fused, threads=torch.get_num_threads())
+            return out
         plan = _Plan(query, features.shape[-1], self.device, self.strategy)
         with torch.inference_mode():
             x = torch.from_numpy(np.asarray(features)).to(self.device, torch.float32)
@@ -189,7 +232,7 @@ class TorchBackend(SimilarityBackend):
         with self._lock:
             entry = self._resident.get(id(cache))
             if entry is None or entry[0] is not cache:
-                tensors = [torch.from_numpy(s.features).to(self.device) for s in cache.shards]
+                tensors = [_mapped_tensor(s.features).to(self.device) for s in cache.shards]
                 self._resident = {id(cache): (cache, tensors)}
                 entry = self._resident[id(cache)]
             return entry[1]
@@ -200,14 +243,24 @@ class TorchBackend(SimilarityBackend):
         flat = torch.empty(n, dtype=torch.int64)
         if n == 0:
             return scores.numpy(), flat.numpy()
+        fused = self._fused(cache.grid, query)
+        if fused is not None:
+            if cache not in _POPULATED:  # map the whole cache in at once: far cheaper than page faults
+                _native.populate([a for shard in cache.shards for a in (shard.features, shard.cell_norms2)])
+                _POPULATED.add(cache)
+            best, where = scores.numpy(), flat.numpy()
+            _native.load().scan([(shard.features, shard.cell_norms2, best[shard.offset: shard.offset + len(shard.features)],
+                                  where[shard.offset: shard.offset + len(shard.features)], None)
+                                 for shard in cache.shards], fused, threads=torch.get_num_threads())
+            return best, where
         plan = _Plan(query, cache.grid, self.device, self.strategy)
         rows = self._chunk_rows((cache.channels, cache.grid, cache.grid))
         sources = self._device_shards(cache) if self.device.type != "cpu" else None
         buffer = torch.empty((rows, cache.channels, cache.grid, cache.grid), dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             for s, shard in enumerate(cache.shards):
-                feats = sources[s] if sources is not None else torch.from_numpy(shard.features)
-                norms = torch.from_numpy(shard.cell_norms2).to(self.device)
+                feats = sources[s] if sources is not None else _mapped_tensor(shard.features)
+                norms = _mapped_tensor(shard.cell_norms2).to(self.device)
                 for start in range(0, len(shard.features), rows):
                     stop = min(start + rows, len(shard.features))
                     x = buffer[: stop - start]
