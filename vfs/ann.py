@@ -13,7 +13,7 @@ are the candidates, and :func:`vfs.search.search` scores exactly those, every wi
 Scores and windows of the matches are therefore exact; what is approximate is which images
 were scored. The result says so (:class:`ApproximateSearchResult`).
 
-FAISS is an optional extra: ``pip install 'vfs[ann]'``. Up to :data:`FLAT_LIMIT` vectors per size
+FAISS is an optional extra: ``pip install 'vfs[ann]'``. Up to :data:`FLAT_LIMIT` values per size
 the index is exact (``Flat``); above it an inverted file with 8-bit scalar quantisation
 (``IVF{nlist},SQ8``, nlist ≈ √vectors / 8), searched with ``nprobe`` lists.
 """
@@ -42,8 +42,9 @@ except ImportError:
 
 INDEX_FOLDER = "regions"
 INDEX_FORMAT = 1
-#: Vectors per window size up to which the index is exact (flat) rather than an inverted file.
-FLAT_LIMIT = 250_000
+#: Values (vectors × channels) per window size up to which the index is exact (flat) rather than an
+#: inverted file: 32 MB of float32 scanned per query at most.
+FLAT_LIMIT = 8_000_000
 DEFAULT_CANDIDATES = 1000
 DEFAULT_NPROBE = 16
 _CHUNK_IMAGES = 8192  # images pooled at a time while building: bounded memory at any N
@@ -115,8 +116,8 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
-def _factory(vectors: int) -> str:
-    if vectors <= FLAT_LIMIT:
+def _factory(vectors: int, channels: int) -> str:
+    if vectors * channels <= FLAT_LIMIT:
         return "Flat"
     # few lists (√n/8): assigning tens of millions of vectors stays affordable on a few cores
     return f"IVF{2 ** round(math.log2(math.sqrt(vectors) / 8))},SQ8"
@@ -174,7 +175,7 @@ class RegionIndex:
         rng = np.random.default_rng(seed)
         indexes, descriptions = [], []
         for layout in layouts:
-            description = (factory or {}).get(layout.size) or _factory(len(cache) * layout.windows)
+            description = (factory or {}).get(layout.size) or _factory(len(cache) * layout.windows, cache.channels)
             descriptions.append(description)
             index = faiss.index_factory(cache.channels, description, faiss.METRIC_INNER_PRODUCT)
             if not index.is_trained:
