@@ -110,6 +110,14 @@ def test_scores_of_matches_are_exact_and_unscored_images_say_so(real_cache):
         assert match.window[:2] == tuple(exact.windows[match.index])
 
 
+def test_one_cell_regions_need_fewer_candidates(real_cache):
+    index = RegionIndex.build(real_cache)
+    one_cell, block, full = queries(real_cache)[:3]
+    assert index.default_candidates(one_cell) == 1000  # its descriptor is its exact score
+    assert index.default_candidates(block) == index.default_candidates(full) == 4000
+    assert index.search(one_cell, top_k=3).candidates == 56  # never more than the cache holds
+
+
 def test_inverted_file_index_probing_every_list_equals_the_flat_index(real_cache):
     flat = RegionIndex.build(real_cache)
     flat_results = [flat.candidates(q, 12) for q in queries(real_cache)]

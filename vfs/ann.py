@@ -8,8 +8,9 @@ index, stored beside the cache in ``regions/`` (``size-S.faiss`` files written b
 manifest the index was built from, so a changed cache is noticed instead of silently served).
 
 A query's region (its mask weights over its bounding box) is pooled the same way and looked up
-in the index of the window size nearest the square root of its area; the images owning the nearest windows
-are the candidates, and :func:`vfs.search.search` scores exactly those, every window of them.
+in the index of the window size nearest the side of its area; the images owning the nearest
+windows are the candidates (4000, or 1000 for a one-cell region), and :func:`vfs.search.search`
+scores exactly those, every window of them.
 Scores and windows of the matches are therefore exact; what is approximate is which images
 were scored. The result says so (:class:`ApproximateSearchResult`).
 
@@ -45,7 +46,9 @@ INDEX_FORMAT = 1
 #: Values (vectors × channels) per window size up to which the index is exact (flat) rather than an
 #: inverted file: 32 MB of float32 scanned per query at most.
 FLAT_LIMIT = 8_000_000
-DEFAULT_CANDIDATES = 1000
+#: Images scored exactly by default; a one-cell region needs fewer, its descriptor being its exact
+#: score (see :meth:`RegionIndex.default_candidates`).
+DEFAULT_CANDIDATES, ONE_CELL_CANDIDATES = 4000, 1000
 DEFAULT_NPROBE = 16
 _CHUNK_IMAGES = 8192  # images pooled at a time while building: bounded memory at any N
 
@@ -235,17 +238,24 @@ class RegionIndex:
         side = math.sqrt(float(weights.sum()) ** 2 / max(float((weights**2).sum()), 1e-12))
         return min(range(len(self.layouts)), key=lambda i: (abs(math.log(self.layouts[i].size / side)), i))
 
-    def candidates(self, query: Query, count: int = DEFAULT_CANDIDATES, nprobe: int = DEFAULT_NPROBE) -> np.ndarray:
+    def default_candidates(self, query: Query) -> int:
+        """How many images to score exactly when not told: the pooled descriptor of a larger region
+        only approximates its score, so it needs more candidates than a single cell, whose
+        descriptor (the cell itself, normalised) gives the exact score of every one-cell window."""
+        one_cell = self.layouts[self._layout_for(query)].size == 1 and int((query.weights > 0).sum()) == 1
+        return ONE_CELL_CANDIDATES if one_cell else DEFAULT_CANDIDATES
+
+    def candidates(self, query: Query, count: int | None = None, nprobe: int = DEFAULT_NPROBE) -> np.ndarray:
         """Rows of the ``count`` images whose windows are nearest the region, ascending."""
         which = self._layout_for(query)
         layout, index = self.layouts[which], self.indexes[which]
-        count = min(count, len(self.cache))
+        count = min(count or self.default_candidates(query), len(self.cache))
         if index.ntotal != len(self.cache) * layout.windows:
             raise CacheError(f"The region index of {self.cache.path} does not match the cache; rebuild it.")
         if not isinstance(index, faiss.IndexFlat):
             faiss.extract_index_ivf(index).nprobe = nprobe
         descriptor = query_descriptor(query)
-        wanted = count * min(layout.windows, 8)  # overlapping windows of one image are alike and come together
+        wanted = count * min(layout.windows, 4)  # overlapping windows of one image are alike and come together
         while True:
             _, ids = index.search(descriptor, min(index.ntotal, wanted))
             images = ids[0][ids[0] >= 0] // layout.windows
@@ -253,12 +263,15 @@ class RegionIndex:
             exhausted = wanted >= index.ntotal or (ids[0] < 0).any()  # every probed window was returned
             if len(first) >= count or exhausted:
                 return np.sort(images[np.sort(first)[:count]])
-            wanted *= 4  # too few distinct images among the nearest windows: look further
+            wanted *= 2  # too few distinct images among the nearest windows: look further
 
     def search(self, query: Query, top_k: int = 20, exclude: list[int] | None = None,
-               candidates: int = DEFAULT_CANDIDATES, nprobe: int = DEFAULT_NPROBE,
+               candidates: int | None = None, nprobe: int = DEFAULT_NPROBE,
                backend: SimilarityBackend | str = "auto") -> ApproximateSearchResult:
-        """The ``top_k`` best of the candidate images, scored exactly (ties by dataset order)."""
+        """The ``top_k`` best of the candidate images, scored exactly (ties by dataset order).
+
+        ``candidates``: how many images the index proposes (default: :meth:`default_candidates`).
+        """
         started = time.perf_counter()
         rows = self.candidates(query, candidates, nprobe)
         subset = self.cache.take(rows)
@@ -276,7 +289,7 @@ class RegionIndex:
 
 
 def approximate_search(cache: FeatureCache, query: Query, top_k: int = 20, exclude: list[int] | None = None,
-                       candidates: int = DEFAULT_CANDIDATES, nprobe: int = DEFAULT_NPROBE,
+                       candidates: int | None = None, nprobe: int = DEFAULT_NPROBE,
                        backend: SimilarityBackend | str = "auto") -> ApproximateSearchResult:
     """:meth:`RegionIndex.search` with the stored index of ``cache``."""
     return RegionIndex.open(cache).search(query, top_k, exclude, candidates, nprobe, backend)

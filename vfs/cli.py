@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--exclude-query", action="store_true", help="leave the query image out of the results")
     find.add_argument("--approximate", action="store_true",
                       help="score only the candidates of the region index (built by `vfs index --ann`) exactly")
-    find.add_argument("--candidates", type=int, default=1000,
-                      help="images the region index proposes with --approximate (default: %(default)s)")
+    find.add_argument("--candidates", type=int, default=None,
+                      help="images the region index proposes with --approximate (default: 1000 for a one-cell "
+                           "region, else 4000)")
     return parser
 
 
