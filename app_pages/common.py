@@ -6,6 +6,8 @@ it to Streamlit widgets, caches and session state.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import streamlit as st
@@ -21,9 +23,12 @@ from vfs.dashboard import (
     display_path,
     link_layer,
     max_grid,
-    resolve_dataset,
+    names_demo,
+    parse_app_args,
+    unreadable_picture,
 )
 from vfs.demo import DEMO_DIR, gather_demo_images
+from vfs.deploy import Access, DatasetRoots, ModelPolicy
 from vfs.errors import VfsError
 from vfs.images import scan_images
 from vfs.models import DEFAULT_MODEL, FeatureModel, list_models, load_model, weights_available
@@ -33,8 +38,9 @@ from vfs.share import SharedSearch, from_params, to_params
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def get_model(name: str) -> FeatureModel:
-    return load_model(name)
+def get_model(name: str, weights: str | None = None, weights_version: int | None = None) -> FeatureModel:
+    """``weights``: a weights file (``weights_version``, its mtime, reloads it when replaced)."""
+    return load_model(name, weights)
 
 
 @st.cache_resource
@@ -75,17 +81,72 @@ def dataset_paths(root: str) -> list[str]:
     return [entry.path for entry in entries]
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def served_folders(roots: tuple[Path, ...]) -> list[str]:
+    """A deployment's dataset roots and the folders directly inside them; re-listed at most every 30 s."""
+    return [display_path(folder) for folder in DatasetRoots(roots).choices()]
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def offered_models(allow: tuple[str, ...], default: str, folder: Path | None) -> list[str]:
+    """The models a deployment offers (its models folder re-listed at most every 30 s)."""
+    return ModelPolicy(allow, default, folder).choices(model_names())
+
+
+def sign_in_gate(app: AppConfig) -> None:
+    """Ask for sign-in when the deployment requires it; ``st.stop()`` until the visitor may enter."""
+    access = app.access(st.user.to_dict())
+    signing = app.deployment.sign_in if app.deployment is not None else None
+    if access is Access.OPEN:
+        if signing is not None and signing.require_login:
+            with st.sidebar:
+                st.caption(f"Signed in as {st.user.get('email') or st.user.get('name') or 'you'}")
+                st.button("Sign out", key="sign_out", on_click=st.logout)
+        return
+    st.title("Visual Feature Search")
+    if access is Access.SIGN_IN:
+        st.info("This dashboard asks you to sign in first.")
+        st.button("Sign in", key="sign_in", type="primary", on_click=st.login,
+                  args=() if signing is None or signing.provider is None else (signing.provider,))
+    elif access is Access.DENIED:
+        st.error(f"{st.user.get('email')} may not use this dashboard; sign in with another account.")
+        st.button("Sign out", key="sign_out", on_click=st.logout)
+    else:
+        st.error("This deployment requires sign-in, but Streamlit's [auth] settings are missing from "
+                 ".streamlit/secrets.toml; see docs/deploy.md.")
+    st.stop()
+
+
+def app_config() -> AppConfig:
+    """The options after ``--`` and the deployment file; a bad file stops the app with its message."""
+    try:
+        return parse_app_args(sys.argv[1:], os.environ)
+    except VfsError as exc:
+        st.error(f"The dashboard cannot start: {exc}")
+        st.stop()
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def preview_jpeg(path: str, max_side: int) -> bytes:
-    image, _ = load_preview(path, max_side)
+    """A thumbnail; for a file that cannot be decoded, a grey square saying why."""
+    try:
+        image, _ = load_preview(path, max_side)
+    except (VfsError, OSError) as exc:  # PIL raises OSError subclasses for files it cannot identify
+        image = unreadable_picture(str(exc) or type(exc).__name__, max_side)
     return jpeg_bytes(image)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def canvas_background(query_key: str, max_side: int, _picture_source: QueryImage,
                       _root: Path) -> tuple[bytes, tuple[int, int]]:
-    """The query image as shown on the canvas (JPEG) and the full image's (width, height)."""
-    picture = _picture_source.picture(_root)
+    """The query image as shown on the canvas (JPEG) and the full image's (width, height).
+
+    A dataset file that cannot be decoded shows why in its place; searching from it reports the same.
+    """
+    try:
+        picture = _picture_source.picture(_root)
+    except VfsError as exc:
+        picture = unreadable_picture(f"{exc}. Choose another query image.", max_side)
     return jpeg_bytes(fit_within(picture, max_side), quality=90), picture.size
 
 
@@ -105,7 +166,7 @@ def read_link_once() -> None:
     st.session_state["link"] = shared
     st.session_state["link_problems"] = [str(problem) for problem in problems]
     st.session_state["link_layer_pending"] = shared.layer is not None
-    st.session_state["link_query_pending"] = shared.query is not None
+    st.session_state["link_query_pending"] = shared.query is not None or shared.upload is not None
     for key, value in (("dataset_text", shared.dataset), ("model_name", shared.model),
                        ("top_k", shared.top_k), ("exclude_query", shared.exclude_query)):
         if value is not None:
@@ -123,38 +184,66 @@ def show_link_problems() -> None:
 
 
 def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool) -> None:
-    """Put the search on screen into the URL; an upload cannot travel in a link, so it is left out."""
-    shareable = query.dataset_path is not None
+    """Put the search on screen into the URL; an upload that is not kept on the server is left out."""
     params = to_params(SharedSearch(
-        dataset=display_path(current.root), model=current.model.name, layer=current.layer.name, grid=current.grid,
-        query=query.dataset_path, region=region if shareable else None, top_k=top_k, exclude_query=exclude_query))
+        # the picker's name, which for a deployment's weights file is not the architecture's
+        dataset=display_path(current.root), model=st.session_state.get("model_name") or current.model.name,
+        layer=current.layer.name, grid=current.grid,
+        query=query.dataset_path, upload=query.upload_id, region=region if query.shareable else None, top_k=top_k,
+        exclude_query=exclude_query))
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
 
 
-def _dataset(app: AppConfig) -> Path | None:
-    st.session_state.setdefault("dataset_text", display_path(app.default_dataset))
-    text = st.text_input("Dataset folder", key="dataset_text",
-                         help="Any folder of images, searched recursively; sub-folder names become labels.")
-    try:
-        if app.data is None and Path(text).expanduser().resolve() == DEMO_DIR.resolve():
+def named_model(name: str) -> FeatureModel:
+    """The model a picker's name stands for (a deployment's policy applies), loaded once per server."""
+    architecture, weights = config().resolve_model(name)
+    if weights is None:
+        return get_model(architecture)
+    return get_model(architecture, str(weights), weights.stat().st_mtime_ns)
+
+
+def dataset_picker(app: AppConfig, key: str, default: Path, help: str) -> Path | None:
+    """A dataset folder input (a deployment offers its served folders); the folder, or None after an error."""
+    st.session_state.setdefault(key, display_path(default))
+    roots = None if app.deployment is None else app.deployment.datasets
+    if roots is None:
+        text = st.text_input("Dataset folder", key=key, help=help)
+    else:
+        if app.serves_demo:  # before listing the served folders, which include the demo's
             demo_photos(str(DEMO_DIR))
-        return resolve_dataset(text)
+        text = st.selectbox("Dataset folder", served_folders(roots.roots), key=key, accept_new_options=True,
+                            help=f"{help} This deployment serves these folders; a folder inside one can be typed.")
+    try:
+        if roots is None and app.serves_demo and names_demo(text or ""):
+            demo_photos(str(DEMO_DIR))
+        return app.resolve_dataset(text or "")
     except VfsError as exc:
         st.error(str(exc))
         return None
 
 
-def _model() -> FeatureModel | None:
-    st.session_state.setdefault("model_name", DEFAULT_MODEL)
-    name = st.selectbox("Model", model_names(), key="model_name", accept_new_options=True,
-                        help="Models with bundled weights come first and work offline; any timm name can be typed.")
-    available = weights_available(name)
-    st.caption(f"Weights: {available}, offline." if available else
-               "Weights: timm's pretrained download (needs the internet the first time).")
+def model_picker(app: AppConfig, key: str, default: str | None = None) -> str:
+    """A model name input: bundled models first, any timm name can be typed (within a deployment's allow-list)."""
+    policy = None if app.deployment is None else app.deployment.models
+    st.session_state.setdefault(key, default or (DEFAULT_MODEL if policy is None else policy.default))
+    if policy is None:
+        return st.selectbox("Model", model_names(), key=key, accept_new_options=True,
+                            help="Models with bundled weights come first and work offline; any timm name can be typed.")
+    return st.selectbox("Model", offered_models(policy.allow, policy.default, policy.folder), key=key,
+                        accept_new_options=True,
+                        help=f"The models this deployment offers; names matching {', '.join(policy.allow)} can be typed.")
+
+
+def _model(app: AppConfig) -> FeatureModel | None:
+    name = model_picker(app, "model_name")
     try:
-        return get_model(name)
-    except VfsError as exc:
+        architecture, weights = app.resolve_model(name or "")
+        available = f"file {weights.name}" if weights is not None else weights_available(architecture)
+        st.caption(f"Weights: {available}, offline." if available else
+                   "Weights: timm's pretrained download (needs the internet the first time).")
+        return named_model(name or "")
+    except (VfsError, OSError) as exc:
         st.error(str(exc))
         return None
 
@@ -186,8 +275,9 @@ def sidebar(app: AppConfig) -> Selection | None:
     """The dataset, model, layer and grid pickers; None while any of them is unusable."""
     with st.sidebar:
         st.subheader("Dataset and model")
-        root = _dataset(app)
-        model = _model()
+        root = dataset_picker(app, "dataset_text", app.default_dataset,
+                              "Any folder of images, searched recursively; sub-folder names become labels.")
+        model = _model(app)
         if model is None:
             return None
         layer_name, grid = _layer_and_grid(model)

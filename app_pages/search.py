@@ -11,12 +11,11 @@ import streamlit as st
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
-from app_pages import common
+from app_pages import common, labels_panel, result_filters
 from vfs.api import FeatureSearch
 from vfs.background import JobState
-from vfs.canvas import CanvasFit, drawing_to_region
+from vfs.canvas import CanvasFit, drawing_to_region, region_objects
 from vfs.dashboard import (
-    MAX_UPLOAD_MB,
     CacheState,
     QueryImage,
     SearchOutcome,
@@ -24,6 +23,7 @@ from vfs.dashboard import (
     canvas_size,
     display_path,
     filter_paths,
+    keep_upload,
     link_query,
     load_upload,
     page_of,
@@ -50,7 +50,7 @@ FILL_COLOUR = "rgba(255, 72, 0, 0.25)"
 
 def choose_query(query: QueryImage) -> None:
     st.session_state["query"] = query
-    st.session_state["link_region"] = None
+    st.session_state["seed_region"] = None
 
 
 def choose_random(paths: list[str]) -> None:
@@ -63,7 +63,7 @@ def clear_drawing() -> None:
     # drawing on record is the one just cleared: remember it to ignore it.
     st.session_state["clears"] = st.session_state.get("clears", 0) + 1
     st.session_state["cleared_drawing"] = st.session_state.get("shown_drawing")
-    st.session_state["link_region"] = None
+    st.session_state["seed_region"] = None
 
 
 def take_upload() -> None:
@@ -72,21 +72,26 @@ def take_upload() -> None:
     if upload is None:
         return
     try:
-        choose_query(load_upload(upload.name, upload.getvalue()))
+        limits = common.config().uploads
+        query = load_upload(upload.name, upload.getvalue(), limits.max_mb, limits.max_pixels)
     except ImageError as exc:
         st.session_state["upload_error"] = str(exc)
+        return
+    query, st.session_state["upload_unshared"] = keep_upload(query, common.config().upload_store)
+    choose_query(query)
 
 
 def ensure_query(current: Selection, paths: list[str]) -> QueryImage:
     """The link's query on a session's first run; otherwise keep the query while it still exists."""
     if st.session_state.pop("link_query_pending", False):
         shared = st.session_state["link"]
-        query, problems = link_query(shared, paths, current.root)
+        app = common.config()
+        query, problems = link_query(shared, paths, current.root, app.upload_store, app.uploads)
         for problem in problems:
             common.report_link_problem(str(problem))
         if query is not None:
             choose_query(query)
-            st.session_state["link_region"] = shared.region
+            st.session_state["seed_region"] = shared.region
             st.session_state["query_root"] = current.root
     query = st.session_state.get("query")
     stale = query is None or (query.dataset_path is not None and (
@@ -150,12 +155,16 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
                     st.image(common.preview_jpeg(str(current.root / path), 160), caption=path)
                     st.button("Use", key=f"use:{path}", on_click=choose_query, args=(QueryImage.from_dataset(path),))
         with from_upload:
-            st.file_uploader(f"An image of at most {MAX_UPLOAD_MB} MB", key="upload", on_change=take_upload,
+            max_mb = common.config().uploads.max_mb
+            st.file_uploader(f"An image of at most {max_mb} MB", key="upload", on_change=take_upload,
                              type=sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS),
-                             max_upload_size=MAX_UPLOAD_MB)
+                             max_upload_size=max_mb)
             if st.session_state.get("upload_error"):
                 st.error(st.session_state["upload_error"])
-            st.caption("An uploaded query is not part of shared links: links name dataset images.")
+            if st.session_state.get("upload_unshared"):
+                st.caption(f"Links will not name this upload: {st.session_state['upload_unshared']}")
+            elif common.config().upload_store is not None:
+                st.caption("An upload is kept on this server, so the page's address can name it in a link.")
 
 
 @dataclass
@@ -187,18 +196,23 @@ def searched(search: FeatureSearch, current: Selection, query: QueryImage, regio
 
 @st.dialog("Match", width="large")
 def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome, rank: int, match: Match) -> None:
+    from app_pages import units_panel  # the dialog's explanations (attribution, units) live there
+
     scores = window_heatmap(search, current.root, outcome.query, outcome.region, match.index)
     picture, full_size = load_preview(current.root / match.path, 720)
-    best, heat = st.columns(2)
+    best, heat, why = st.columns(3)
     best.image(jpeg_bytes(match_picture(picture, match.box, full_size)), caption="Best window", width="stretch")
     heat.image(jpeg_bytes(heatmap_picture(picture, scores, outcome.result.window_shape, current.grid, match.box,
                                           full_size)), width="stretch",
                caption=f"Every window position, from {scores.min():.3f} (dark) to {scores.max():.3f} (bright)")
+    with why:
+        units_panel.why_this_match(current, search, outcome, match, picture, full_size)
     top, left, height, width = match.window
     x0, y0, x1, y1 = match.box
     st.markdown(f"**{rank}. {match.path}** · label {match.label or '—'} · score **{match.score:.4f}**  \n"
                 f"window: {height}×{width} cells at row {top}, column {left} · "
                 f"pixels ({x0:.0f}, {y0:.0f}) to ({x1:.0f}, {y1:.0f}) of {full_size[0]}×{full_size[1]}")
+    units_panel.top_units(current, search, outcome, match)
     if st.button("Search from this image", key="dialog-requery"):
         choose_query(QueryImage.from_dataset(match.path))
         st.rerun()
@@ -226,7 +240,7 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                         choose_query(QueryImage.from_dataset(match.path))
                         st.rerun()
         # last in the gallery, so once it shows this search's number every thumbnail above is this search's
-        shareable = " · the page's address now reproduces this search" if shown.outcome.query.dataset_path else ""
+        shareable = " · the page's address now reproduces this search" if shown.outcome.query.shareable else ""
         st.caption(f"Top {len(matches)} of {len(search.cache):,} images (search #{shown.number}){shareable}")
 
 
@@ -250,20 +264,25 @@ def workspace(current: Selection) -> None:
         tool = tool_column.radio("Tool", [BRUSH, RECTANGLE], horizontal=True, key="tool")
         brush = width_column.slider("Brush width", 4, 80, 28, key="brush_width", disabled=tool != BRUSH)
         st.space("small")  # room for the canvas's own toolbar, which floats above its top edge
+        fit = CanvasFit.stretched((width, height), image_size)
+        seed: Region | None = st.session_state.get("seed_region")  # a region put on the canvas as objects
+        if (f"canvas:{query.key}" not in st.session_state and seed is None
+                and st.session_state.get("search_region_query") == query.key):
+            # back from another page: streamlit dropped the canvas's drawing, so the last region is put back
+            seed = st.session_state["seed_region"] = st.session_state.get("search_region")
+        seed_objects = [] if seed is None else region_objects(seed, fit, image_size)
         drawing = st_canvas(background_image=background, width=width, height=height,
                             drawing_mode="freedraw" if tool == BRUSH else "rect",
                             stroke_width=brush if tool == BRUSH else 2, stroke_color=STROKE_COLOUR,
                             fill_color=FILL_COLOUR, key=f"canvas:{query.key}",
-                            initial_drawing={"objects": [], "clears": st.session_state.get("clears", 0)})
+                            initial_drawing={"objects": seed_objects, "clears": st.session_state.get("clears", 0)})
         st.session_state["shown_drawing"] = drawing.json_data
         cleared = drawing.json_data == st.session_state.get("cleared_drawing")
-        region = None if cleared else drawing_to_region(
-            drawing.json_data, CanvasFit.stretched((width, height), image_size), image_size, current.grid)
-        if region is not None:
-            st.session_state["link_region"] = None
+        region = None if cleared else drawing_to_region(drawing.json_data, fit, image_size, current.grid, seed)
+        st.session_state["search_region"] = region  # the Compare page searches it across setups
+        st.session_state["search_region_query"] = query.key
+        if region is not None and region != seed:
             st.session_state["link_problems"] = []
-        else:
-            region = st.session_state.get("link_region")
         clear_column, caption_column = st.columns([1, 3], vertical_alignment="center")
         clear_column.button("Clear", key="clear", on_click=clear_drawing, width="stretch")
         caption_column.caption(f"{query.name} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
@@ -293,11 +312,12 @@ def workspace(current: Selection) -> None:
         if not result.matches:
             st.info("No image to show (is the query the only image?).")
             return
-        gallery(current, search, shown)
+        gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
         if shown.figure is None:
             shown.figure = score_distribution(result.scores, search.cache.paths, search.cache.labels,
                                               result.matches[-1].score)
         st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
+        labels_panel.show(search, shown)
 
 
 def page() -> None:

@@ -11,11 +11,14 @@ kept) and measures, side by side in one run:
   including Python, torch and model loading);
 * the bare forward: the same model, layer, batch size and torch threads on tensors decoded and
   preprocessed beforehand (``FeatureModel.grid_features``: forward to the layer plus pooling),
-  before, between and after the index runs;
+  before, between and after the index runs; stacked as (B, 3, H, W) tensors, as the reference
+  since the first runs (``grid_features`` copies them to channels-last first), and, beside each,
+  on batches already channels-last (the pure forward; the index path builds its batches so);
 * decoding alone (``load_image`` + preprocessing, one thread), to explain the difference.
 
-Reports ``index_vs_forward`` = best index images/s ÷ best forward images/s (target ≥ 0.85), and,
-since other jobs share the machine, each index run against the forward runs beside it.
+Reports ``index_vs_forward`` = best index images/s ÷ best forward images/s (target ≥ 0.85), the
+same against the channels-last forward, and, since other jobs share the machine, each index run
+against the forward runs beside it.
 """
 
 from __future__ import annotations
@@ -94,19 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         tensors = [model.preprocessing(load_image(folder / p, max_pixels=DEFAULT_MAX_PIXELS)) for p in paths]
         decode_s = time.perf_counter() - started
         batches = [torch.stack(tensors[i:i + args.batch_size]) for i in range(0, len(tensors), args.batch_size)]
+        channels_last = [b.contiguous(memory_format=torch.channels_last) for b in batches]
 
-        def forward() -> float:
+        def forward(inputs: list[torch.Tensor]) -> float:
             t = time.perf_counter()
-            for batch in batches:
+            for batch in inputs:
                 model.grid_features(batch, layer, grid)
             return time.perf_counter() - t
 
-        forward()  # warm-up: allocator, oneDNN primitives
-        forwards, indexes = [], []
+        forward(batches)  # warm-up: allocator, oneDNN primitives
+        forwards, forwards_cl, indexes = [], [], []
         for i in range(args.rounds):  # forward, index, forward, index, ...: paired rounds
-            forwards.append(forward())
+            forwards.append(forward(batches))
+            forwards_cl.append(forward(channels_last))
             indexes.append(run_index(folder, work / f"cache{i}", args))
-        forwards.append(forward())
+        forwards.append(forward(batches))
+        forwards_cl.append(forward(channels_last))
         n = len(paths)
         best_forward = n / min(forwards)
         best_index = max(r["images_per_second"] for r in indexes)
@@ -118,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             "data": str(data), "images": n, "model": model.label, "layer": layer.describe(), "grid": grid,
             "batch_size": args.batch_size, "workers": args.workers, "torch_threads": torch.get_num_threads(),
             "forward_images_per_second": [round(n / t, 2) for t in forwards],
+            "forward_channels_last_images_per_second": [round(n / t, 2) for t in forwards_cl],
             "index_runs": [{k: round(v, 2) for k, v in r.items()} for r in indexes],
             "decode_ms_per_image_one_thread": round(decode_s / n * 1e3, 2),
             "forward_ms_per_image": round(min(forwards) / n * 1e3, 2),
             "index_images_per_second": round(best_index, 2),
             "bare_forward_images_per_second": round(best_forward, 2),
             "index_vs_forward": round(best_index / best_forward, 3),
+            "index_vs_forward_channels_last": round(best_index / (n / min(forwards_cl)), 3),
             "index_vs_forward_paired": [round(v, 3) for v in paired],
             "index_vs_forward_paired_median": round(float(np.median(paired)), 3),
             "index_end_to_end_vs_forward": round(max(r["end_to_end_images_per_second"] for r in indexes) / best_forward, 3),
@@ -136,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         f"- {report['images']} images of {report['data']}, {report['model']} {report['layer']} → grid {report['grid']}, "
         f"batch {report['batch_size']}, {report['workers']} decode workers, {report['torch_threads']} torch threads",
         f"- bare forward (`grid_features` on pre-decoded tensors): {report['forward_images_per_second']} images/s "
-        f"({report['forward_ms_per_image']} ms/image)",
+        f"({report['forward_ms_per_image']} ms/image); on batches already channels-last: "
+        f"{report['forward_channels_last_images_per_second']} images/s",
         f"- `vfs index`: {[r['images_per_second'] for r in report['index_runs']]} images/s as reported; end to end "
         f"(process start to exit, incl. model load) {[r['end_to_end_images_per_second'] for r in report['index_runs']]}",
         f"- decoding + preprocessing alone, one thread: {report['decode_ms_per_image_one_thread']} ms/image",
         f"- **index ÷ bare forward: {report['index_vs_forward']}** (best of each; end to end: "
         f"{report['index_end_to_end_vs_forward']}); per round, each index run against its neighbouring forward runs: "
-        f"{report['index_vs_forward_paired']} (median {report['index_vs_forward_paired_median']})",
+        f"{report['index_vs_forward_paired']} (median {report['index_vs_forward_paired_median']}); "
+        f"best index ÷ best channels-last forward: {report['index_vs_forward_channels_last']}",
     ])
     if not args.no_append:
         append_results(f"Indexing vs the bare forward pass ({report['date']})", body)

@@ -1,11 +1,14 @@
 """Benchmark 4: query time and memory against the number of images, on synthetic caches.
 
-    python -m bench.scaling [--sizes 10000:320,100000:320,1000000:32] [--dir /tmp/...] [--keep]
+    python -m bench.scaling [--sizes 10000:320,100000:320,1000000:32] [--dir /tmp/...] [--keep] [--with-torch]
 
 Writes caches of random post-ReLU-like float16 features (7×7 grid, C channels) straight to
 Arrow shards with the real schema (``vfs.cache.shard_schema``), large shards, plus the manifest,
 so that ``FeatureCache.open`` maps them like any cache. Each size is then measured in a fresh
-subprocess that opens the cache and reports:
+subprocess that opens the cache through the public API (``vfs.FeatureCache``, ``vfs.Query``,
+``vfs.search`` with the default backend: a search-only process, which does not import torch where
+the fused kernel runs; ``--with-torch`` measures a second process that imports torch first, as
+every search process did before) and reports:
 
 * ``first_query_s``: the first query of the process (the map's pages are faulted in; the file
   itself is in the page cache, as right after indexing);
@@ -16,7 +19,8 @@ subprocess that opens the cache and reports:
   the shard mappings, file-backed), ``rss_beyond_map_mb`` (everything else resident: interpreter,
   torch's libraries, cache metadata, query buffers) after opening and its peak during warm
   queries (``VmHWM`` reset through ``/proc/self/clear_refs`` once the map is fully resident, so
-  the peak minus the constant map is exact), and ``anon_mb`` (anonymous RSS) at the same points.
+  the peak minus the constant map is exact), and ``anon_mb`` (anonymous RSS) at the same points;
+* whether torch was loaded in the process at the end, and the backend that ran.
 """
 
 from __future__ import annotations
@@ -105,10 +109,11 @@ def map_rss(folder):
             total += int(head[1])
     return total / 1024
 
-folder, repeats = sys.argv[1], int(sys.argv[2])
+folder, repeats, with_torch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+if with_torch:
+    import torch  # as every search process did before vfs.search stopped importing it
 from bench._common import MemoryStream
-from vfs.cache import FeatureCache
-from vfs.search import Query, TorchBackend, search
+from vfs import FeatureCache, Query, search
 t = time.perf_counter()
 cache = FeatureCache.open(folder)
 open_s = time.perf_counter() - t
@@ -120,7 +125,7 @@ m = np.zeros((g, g), np.float32); m[g // 2, g // 2] = 1; masks["one cell"] = m
 m = np.zeros((g, g), np.float32); m[2:5, 2:5] = 1; masks["3x3"] = m
 masks["full grid"] = np.ones((g, g), np.float32)
 qf = cache.features(len(cache) // 2).astype(np.float32)
-backend = TorchBackend("cpu")
+backend = "auto"
 t = time.perf_counter()
 first = search(cache, Query(qf, masks["3x3"]), top_k=20, backend=backend)
 first_s = time.perf_counter() - t
@@ -144,13 +149,14 @@ for r in range(repeats):
 print(json.dumps({"open_s": open_s, "first_query_s": first_s, "first_top": first.matches[0].index,
                   "query_s": {k: min(v) for k, v in times.items()}, "memory_s": {k: min(v) for k, v in mem.items()},
                   "bytes": stream.nbytes, "after_open": after_open, "after_first": after_first,
-                  "before_warm": before_warm, "after_warm": after_warm}))
+                  "before_warm": before_warm, "after_warm": after_warm, "torch_loaded": "torch" in sys.modules,
+                  "backend": first.backend}))
 '''
 
 
-def measure(folder: Path, repeats: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(repeats)], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+def measure(folder: Path, repeats: int, with_torch: bool = False) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(repeats), str(int(with_torch))],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -164,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-bytes", type=float, default=512e6, help="target shard size")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the synthetic caches")
+    parser.add_argument("--with-torch", action="store_true",
+                        help="also measure each size in a process that imports torch first (the old figures)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
@@ -178,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             shard_rows = max(1, int(args.shard_bytes // (c * GRID * GRID * 2)))
             write_s = 0.0 if (folder / "manifest.json").exists() else write_cache(folder, n, c, shard_rows)
             print(f"[bench.scaling] N={n} C={c}: written in {write_s:.1f} s; measuring", file=sys.stderr)
-            res = measure(folder, args.repeats)
-            res.update({"n": n, "channels": c, "shard_rows": shard_rows, "write_s": write_s})
-            results.append(res)
+            for with_torch in (False, True) if args.with_torch else (False,):
+                res = measure(folder, args.repeats, with_torch)
+                res.update({"n": n, "channels": c, "shard_rows": shard_rows, "write_s": write_s})
+                results.append(res)
             if not args.keep:
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
@@ -205,20 +214,22 @@ def main(argv: list[str] | None = None) -> int:
             "rss_beyond_map_peak_warm_query_mb": round(peak_beyond, 1),
             "anon_after_open_mb": round(r["after_open"]["RssAnon"], 1),
             "anon_after_queries_mb": round(r["after_warm"]["RssAnon"], 1),
-            "open_s": round(r["open_s"], 2),
+            "open_s": round(r["open_s"], 2), "torch_loaded": r["torch_loaded"], "backend": r["backend"],
         })
     report = {"benchmark": "scaling", "date": now(), "command": command_line(), "machine": info, "rows": rows}
     if len(rows) >= 2:  # linearity: time per image at the largest N over the smallest N of the same C
-        same = [r for r in rows if r["channels"] == rows[0]["channels"]]
+        same = [r for r in rows if r["channels"] == rows[0]["channels"] and not r["torch_loaded"]]
         if len(same) >= 2:
             report["ns_per_image_ratio_largest_vs_smallest"] = round(same[-1]["ns_per_image_3x3"] / same[0]["ns_per_image_3x3"], 2)
     lines = [f"- date: {report['date']}", f"- command: `{report['command']}`",
              f"- machine: {machine_line(report['machine'])}", "",
-             "| N | C×7×7 | GB | first query s | 1 cell s | 3×3 s | full s | ns/image (3×3) | memory 1 thread s "
-             "| 3×3 ÷ memory | map RSS MB | RSS beyond map MB (open / peak in queries) | anon MB (open / after) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| N | C×7×7 | torch loaded | GB | first query s | 1 cell s | 3×3 s | full s | ns/image (3×3) "
+             "| memory 1 thread s | 3×3 ÷ memory | map RSS MB | RSS beyond map MB (open / peak in queries) "
+             "| anon MB (open / after) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['n']:,} | {r['channels']} | {r['gb']} | {r['first_query_s']} | {r['one cell_s']} | "
+        lines.append(f"| {r['n']:,} | {r['channels']} | {'yes' if r['torch_loaded'] else 'no'} | {r['gb']} | "
+                     f"{r['first_query_s']} | {r['one cell_s']} | "
                      f"{r['3x3_s']} | {r['full grid_s']} | {r['ns_per_image_3x3']} | {r['memory_1thread_s']} | "
                      f"{r['ratio_3x3_to_memory_1thread']} | {r['map_rss_mb']} | {r['rss_beyond_map_after_open_mb']} / "
                      f"{r['rss_beyond_map_peak_warm_query_mb']} | {r['anon_after_open_mb']} / {r['anon_after_queries_mb']} |")

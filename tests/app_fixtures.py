@@ -36,12 +36,15 @@ def private_case(constructed_case: ConstructedCase, tmp_path: Path) -> Construct
 
 @pytest.fixture
 def dashboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
-    """``dashboard(case, **env)`` -> an AppTest of app.py on ``case`` (environment set for its runs)."""
+    """``dashboard(case, **env)`` -> an AppTest of app.py on ``case`` (environment set for its runs).
+
+    A deployment test passes ``VFS_CONFIG=...`` and no case, so that the file alone decides.
+    """
     from streamlit.testing.v1 import AppTest
 
     def make(case: ConstructedCase | None = None, query_params: dict[str, str] | None = None,
              **environment: str) -> AppTest:
-        for name in ("VFS_DATA", "VFS_CACHE_DIR", "VFS_READ_ONLY"):
+        for name in ("VFS_CONFIG", "VFS_DATA", "VFS_CACHE_DIR", "VFS_READ_ONLY"):
             monkeypatch.delenv(name, raising=False)
         if case is not None:
             monkeypatch.setenv("VFS_DATA", str(case.data))

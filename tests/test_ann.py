@@ -88,7 +88,7 @@ def test_recall_on_real_photos_is_above_the_floor(real_cache):
 
 
 def test_every_image_a_candidate_gives_the_exact_result(real_cache):
-    index = RegionIndex.build(real_cache)
+    RegionIndex.build(real_cache)  # written beside the cache, where approximate_search opens it
     for query in queries(real_cache)[:6]:
         exact = search(real_cache, query, top_k=56, exclude=[0, 9])
         approx = approximate_search(real_cache, query, top_k=56, exclude=[0, 9], candidates=56)

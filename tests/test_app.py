@@ -93,7 +93,7 @@ def test_score_plot_holds_every_image_score(dashboard, constructed_case):
     app = opened(dashboard, constructed_case)
     draw(app, canvas_rect(constructed_case.patch_box))
     app.run()
-    (chart,) = app.get("plotly_chart")
+    (chart,) = [chart for chart in app.get("plotly_chart") if chart.proto.id.endswith("-score_plot")]
     figure = json.loads(chart.proto.spec)
     histograms = [trace for trace in figure["data"] if trace["type"] == "histogram"]
     plotted = sorted(np.concatenate([plotted_values(t["x"]) for t in histograms]))
@@ -145,7 +145,8 @@ def _png(size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, constructed_case):
+def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private_case):
+    constructed_case = private_case  # the upload is kept in its cache folder
     app = opened(dashboard, constructed_case)
     app.file_uploader(key="upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
     assert "notes.png: not a recognised image format" in app.error[0].value
@@ -162,7 +163,32 @@ def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, constru
     draw(app, canvas_rect((20, 20, 150, 120), image_side=300))
     app.run()
     assert gallery_captions(app)
-    assert "q" not in app.query_params and "box" not in app.query_params  # uploads do not travel in links
+    # the upload is kept on the server under its digest, and the link names it
+    link = dict(app.query_params)
+    assert "q" not in link and link["box"] == "20,20,150,120"
+    assert (constructed_case.cache_dir / "uploads" / link["u"]).read_bytes() == _png((300, 200))
+
+    collaborator = opened(dashboard, constructed_case, query_params=link)
+    assert collaborator.session_state["query"].upload_id == link["u"]
+    assert gallery_captions(collaborator) == gallery_captions(app)
+    assert not collaborator.warning
+
+
+def test_a_read_only_deployment_keeps_no_upload_and_says_links_cannot_name_it(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case, VFS_READ_ONLY="1")
+    app.file_uploader(key="upload").set_value(("field.png", _png((300, 200)), "image/png")).run()
+    draw(app, canvas_rect((20, 20, 150, 120), image_side=300))
+    app.run()
+    assert gallery_captions(app)
+    assert "u" not in app.query_params and "box" not in app.query_params
+    assert any("uploads are not kept" in caption.value for caption in app.caption)
+    assert not (constructed_case.cache_dir / "uploads").exists()
+
+    refused = opened(dashboard, constructed_case, query_params={"u": "0" * 32}, VFS_READ_ONLY="1")
+    assert "does not keep uploads" in refused.warning[0].value
+    gone = opened(dashboard, constructed_case, query_params={"u": "0" * 32})
+    assert "no longer on this server" in gone.warning[0].value
+    assert gone.session_state["query"].dataset_path == constructed_case.query  # the page still opens
 
 
 def test_a_result_becomes_the_next_query(dashboard, constructed_case):
@@ -294,3 +320,19 @@ def test_fresh_machine_opens_on_the_demo_photos(dashboard, tmp_path, monkeypatch
     draw(app, canvas_rect((100, 100, 300, 300), image_side=512))
     app.run()
     assert len(gallery_captions(app)) == 12
+
+
+def test_the_drawn_region_is_back_on_the_canvas_after_visiting_another_page(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case)
+    draw(app, canvas_stroke([(80, 200), (240, 90)], width=40))
+    app.run()
+    drawn = app.session_state["search_region"]
+    captions = gallery_captions(app)
+    assert drawn is not None and captions
+
+    app.switch_page("app_pages/index.py").run()
+    assert not app.exception
+    app.switch_page("app_pages/search.py").run()
+    assert not app.exception
+    assert app.session_state["seed_region"] == drawn  # redrawn on the canvas as the starting drawing
+    assert app.session_state["search_region"] == drawn and gallery_captions(app) == captions

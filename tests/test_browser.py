@@ -83,3 +83,38 @@ def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, brows
         page.wait_for_timeout(500)  # the table draws itself on its canvas just after it appears
         page.screenshot(path=str(ARTIFACTS / "browser-4-index.png"), full_page=True)
         page.close()
+
+
+def test_a_linked_region_is_drawn_on_the_canvas_and_strokes_add_to_it(constructed_case, browser):
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-link-streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(f"{url}/?q=pasted%2Fquery.png&box=64,64,256,256&x=1")
+        results = constructed_case.images - 1
+        page.wait_for_function(GALLERY_LOADED_JS, arg=[1, results], timeout=120_000)
+        captions = page.locator(".st-key-gallery [data-testid='stImageCaption']").all_inner_texts()
+        assert captions[0].startswith("1.") and captions[0].endswith("target.png")
+
+        # the drawing layer (not the background image's) shows the box, and nothing elsewhere
+        drawing_layer = page.locator("canvas.dc-canvas.lower-canvas")
+        alpha = lambda x, y: drawing_layer.evaluate(  # noqa: E731
+            "(c, [x, y]) => c.getContext('2d').getImageData(Math.floor(x * c.width), Math.floor(y * c.height), 1, 1)"
+            ".data[3]", [x / SIDE, y / SIDE])
+        assert alpha(150, 150) > 0 and alpha(60, 150) == 0 and alpha(350, 350) == 0
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+
+        # a stroke in the bottom-right corner joins the box: the link now carries a grid mask
+        canvas = page.locator("canvas.upper-canvas")
+        box = canvas.bounding_box()
+        scale = box["width"] / SIDE
+        page.mouse.move(box["x"] + 380 * scale, box["y"] + 380 * scale)
+        page.mouse.down()
+        for step in range(1, 9):
+            page.mouse.move(box["x"] + (380 + 6 * step) * scale, box["y"] + 380 * scale)
+        page.mouse.up()
+        page.wait_for_function(GALLERY_LOADED_JS, arg=[2, results], timeout=60_000)
+        page.wait_for_function("() => window.location.search.includes('mask=7.')", timeout=30_000)
+        assert "box=" not in page.url
+        assert alpha(150, 150) > 0  # the linked box is still drawn
+        page.screenshot(path=str(ARTIFACTS / "browser-5-link-edited.png"))
+        page.close()

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vfs.canvas import CanvasFit, drawing_to_mask, drawing_to_region
+from vfs.canvas import CanvasFit, drawing_to_mask, drawing_to_region, region_objects
 from vfs.geometry import box_to_grid
+from vfs.region import Region
 
 
 def rect(left, top, width, height, **extra):
@@ -117,3 +118,42 @@ def test_box_region_weights_match_the_box_on_any_grid(left, top, width, height):
     x1, y1 = min(600, 2 * (left + width)), min(400, 2 * (top + height))
     assert region.box == (x0, y0, x1, y1)
     np.testing.assert_allclose(region.grid_weights((600, 400), 7), box_to_grid((x0, y0, x1, y1), (600, 400), 7))
+
+
+def test_a_linked_box_is_drawn_where_it_is_and_stays_exact_until_more_is_drawn():
+    seed = Region(box=(61, 40, 181, 120))
+    objects = region_objects(seed, HALF, (600, 400))
+    assert len(objects) == 1
+    assert drawing_to_region(drawing(*objects), HALF, (600, 400), 7).box == seed.box  # the rectangle is the box
+    assert drawing_to_region(drawing(*objects), HALF, (600, 400), 7, seed=seed) is seed
+    assert drawing_to_region(None, HALF, (600, 400), 7, seed=seed) is seed  # before the canvas answers
+
+
+def test_a_linked_mask_shows_each_weighted_cell_shaded_by_its_weight():
+    weights = np.zeros((4, 4), dtype=np.float32)
+    weights[1, 2], weights[3, 0] = 1.0, 0.2
+    seed = Region.from_weights(weights)
+    objects = region_objects(seed, HALF, (600, 400))
+    assert len(objects) == 2
+    full, faint = objects
+    assert (full["left"], full["top"], full["width"], full["height"]) == (150, 50, 75, 50)  # canvas pixels
+    assert float(full["fill"].rsplit(",", 1)[1].rstrip(")")) > float(faint["fill"].rsplit(",", 1)[1].rstrip(")"))
+    covered = drawing_to_region(drawing(*objects), HALF, (600, 400), 4)
+    np.testing.assert_array_equal(covered.grid_mask, (weights > 0).astype(np.float32))
+    assert drawing_to_region(drawing(*objects), HALF, (600, 400), 4, seed=seed) is seed
+
+
+def test_strokes_drawn_over_a_linked_region_are_added_to_it():
+    weights = np.zeros((2, 2), dtype=np.float32)
+    weights[0, 0] = 0.4
+    seed = Region.from_weights(weights)
+    stroke = path([(160, 150), (290, 150)], 10)  # the bottom-right cell, thinly
+    region = drawing_to_region(drawing(*region_objects(seed, HALF, (600, 400)), stroke), HALF, (600, 400), 2,
+                               seed=seed)
+    alone = drawing_to_region(drawing(stroke), HALF, (600, 400), 2)
+    assert region.grid_mask[0, 0] == pytest.approx(0.4, abs=1 / 255)  # the link's weight, not the rectangle's 1
+    assert region.grid_mask[1, 1] == alone.grid_mask[1, 1] > 0
+    assert region.grid_mask[0, 1] == region.grid_mask[1, 0] == 0
+    boxed = drawing_to_region(drawing(*region_objects(Region(box=(0, 0, 300, 200)), HALF, (600, 400)), stroke),
+                              HALF, (600, 400), 2, seed=Region(box=(0, 0, 300, 200)))
+    assert boxed.grid_mask[0, 0] == 1 and boxed.grid_mask[1, 1] == alone.grid_mask[1, 1]

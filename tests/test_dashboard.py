@@ -128,6 +128,8 @@ def test_link_layer_and_grid_are_checked_against_the_model(model):
 
 
 def test_link_query_must_be_in_the_dataset(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "b.jpg")  # a link's query image is decoded before it is used
     assert link_query(SharedSearch(query="a/b.jpg"), ["a/b.jpg"], tmp_path) == (QueryImage.from_dataset("a/b.jpg"), [])
     query, problems = link_query(SharedSearch(query="a/c.jpg"), ["a/b.jpg"], tmp_path)
     assert query is None and "renamed or removed" in str(problems[0])

@@ -1,9 +1,11 @@
-"""Indexing engines and dataset sources, without Ray: the registry, pyarrow.fs URIs, clear errors."""
+"""Indexing engines and dataset sources, without Ray: the registry, pyarrow.fs URIs, clear errors,
+the batch normalisation."""
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 
 from vfs.errors import VfsError
@@ -55,3 +57,27 @@ def test_uri_dataset_gives_the_same_shards_as_its_folder(tmp_path, lite0, photo_
 def test_missing_uri_dataset_is_a_dataset_error(tmp_path, lite0):
     with pytest.raises(VfsError, match="does not exist"):
         build_index((tmp_path / "nowhere").as_uri(), lite0, LAYER, GRID, tmp_path / "c")
+
+
+@pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                                      ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_channels_last_batches_hold_the_values_caches_are_keyed_on(mean, std):
+    """The local engine normalises in place, without transposes, and stacks channels-last; the values
+    must stay numpy's float32 ``(x / 255 - mean) / std`` of every byte value in every channel."""
+    import torch
+    from PIL import Image
+
+    from vfs.models import Preprocessing
+
+    preprocessing = Preprocessing((40, 48), "bicubic", mean, std)
+    rng = np.random.default_rng(5)
+    every_value = np.resize(np.arange(256, dtype=np.uint8), (40, 48, 3))  # each value in each channel, many lanes
+    pictures = [Image.fromarray(every_value), Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))]
+    batch = preprocessing.batch([preprocessing.normalised(picture) for picture in pictures])
+    assert batch.shape == (2, 3, 40, 48) and batch.is_contiguous(memory_format=torch.channels_last)
+    for picture, got in zip(pictures, batch):
+        pixels = np.asarray(picture)
+        expected = (pixels.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        np.testing.assert_array_equal(got.numpy(), expected.transpose(2, 0, 1))
+        single = preprocessing(picture)  # one image, as a query is: the same values, NCHW-contiguous
+        assert single.is_contiguous() and torch.equal(single, got)

@@ -98,3 +98,24 @@ def test_repeated_parameters_use_the_last_value():
 def test_unknown_parameters_are_ignored():
     state, problems = from_params({"embed": "true", "utm_source": "mail"})
     assert problems == [] and state == SharedSearch()
+
+
+_NAMES = ["data", "model", "layer", "grid", "q", "u", "box", "mask", "k", "x"]
+_near_valid = st.one_of(
+    st.from_regex(r"-?[0-9]{1,6}(,-?[0-9]{1,6}){0,4}", fullmatch=True),  # numbers and boxes
+    st.from_regex(r"[0-9]{1,3}\.[A-Za-z0-9_\-=%]{0,40}", fullmatch=True),  # masks
+    st.from_regex(r"[0-9a-f]{30,34}", fullmatch=True),  # upload ids
+    st.sampled_from(["0", "1", "²", "٣", "1" * 5000, "../x.png", "/etc/passwd", "%2e%2e%2fx", "a\x00b", " "]),
+)
+_value = st.one_of(st.text(max_size=60), _near_valid)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.one_of(st.sampled_from(_NAMES), st.text(max_size=8)),
+                       st.one_of(_value, st.lists(_value, min_size=1, max_size=3)), max_size=8))
+def test_decoding_any_parameters_never_raises_and_reports_only_share_errors(params):
+    state, problems = from_params(params)
+    assert isinstance(state, SharedSearch)
+    assert all(type(problem) is ShareError and str(problem) and "\n" not in str(problem) for problem in problems)
+    if state.query is not None:
+        assert not state.query.startswith("/") and ".." not in state.query.split("/")

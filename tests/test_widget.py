@@ -3,7 +3,6 @@
 import base64
 import io
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -752,6 +752,18 @@ class NativePlan:
         return cls.fits("dense" if (h, w) == (grid, grid) else "shift", grid, h, w, 1)
 
 
+def default_threads() -> int:
+    """Threads a scan runs on: torch's intra-op count where torch is loaded (so search and model agree),
+    else ``OMP_NUM_THREADS`` (which Ray and job schedulers set), else the CPUs this process may use."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        return max(1, torch.get_num_threads())
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 _MADV_POPULATE_READ = 22  # Linux >= 5.14
 _libc = None
 

@@ -1,23 +1,70 @@
-"""The notebook-friendly entry point: one object per (dataset, model, layer, grid)."""
+"""The notebook-friendly entry point: one object per (dataset, model, layer, grid).
+
+The model is loaded only when something needs it: indexing, or a query image that is not in the
+cache. Which cache to read follows from the model's :class:`~vfs.models.ModelCard`, which a
+:class:`FeatureSearch` that loads a model saves under ``<cache_dir>/.models/``, keyed by
+:func:`~vfs.models.weights_identity`; with it, a search from a dataset image reads the image's
+cached grid and runs the fused CPU kernel without importing torch.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from vfs.cache import FeatureCache, cache_path
-from vfs.errors import ImageError
+from vfs.errors import CacheError, ImageError
 from vfs.geometry import box_to_grid, load_mask, mask_to_grid
 from vfs.images import DEFAULT_MAX_PIXELS, load_image
-from vfs.indexing import DEFAULT_CACHE_DIR, SHARD_IMAGES, IndexSummary, Progress, build_index, cache_spec
-from vfs.models import DEFAULT_MODEL, FeatureModel, load_model
+from vfs.indexing import (DEFAULT_CACHE_DIR, SHARD_IMAGES, ExtractionEngine, IndexSummary, Progress, build_index,
+                          cache_spec, get_engine)
+from vfs.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
 from vfs.search import Query, SearchResult, SimilarityBackend, search
+from vfs.sources import is_uri
 
 ImageSource = str | Path | bytes | Image.Image
+
+#: Folder of ``cache_dir`` holding the cards of the models loaded for it.
+MODEL_CARDS = ".models"
+
+
+def _card_file(cache_dir: Path, identity: dict[str, Any]) -> Path:
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / MODEL_CARDS / f"{key}.json"
+
+
+def saved_card(cache_dir: Path, identity: dict[str, Any] | None) -> ModelCard | None:
+    """The card saved for the model ``identity`` describes, or None."""
+    if identity is None:
+        return None
+    try:
+        record = json.loads(_card_file(cache_dir, identity).read_text())
+        return ModelCard.from_json(json.dumps(record["card"])) if record["identity"] == identity else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_card(cache_dir: Path, identity: dict[str, Any] | None, card: ModelCard) -> None:
+    """Save ``card`` for later processes (atomically; a cache folder that cannot be written is no error)."""
+    if identity is None:
+        return
+    target = _card_file(cache_dir, identity)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".tmp-", suffix=".json", delete=False) as out:
+            json.dump({"identity": identity, "card": json.loads(card.to_json())}, out, sort_keys=True)
+        os.replace(out.name, target)
+    except OSError:
+        pass
 
 
 class FeatureSearch:
@@ -34,30 +81,83 @@ class FeatureSearch:
                  cache_dir: str | Path = DEFAULT_CACHE_DIR, device: str | None = None,
                  backend: SimilarityBackend | str = "auto"):
         self.data = Path(data).expanduser()
-        self.model = model if isinstance(model, FeatureModel) else load_model(model, weights, device)
-        self.layer = self.model.layer(layer) if layer else self.model.default_layer
-        self.spec = cache_spec(self.model, self.layer, grid)
+        # where the images are read from for indexing: the folder, or a pyarrow.fs URI as given
+        self.location: str | Path = data if is_uri(data) else self.data
         self.cache_dir = Path(cache_dir).expanduser()
-        self.cache_path = cache_path(self.cache_dir, self.data, self.spec)
         self.backend = backend
         self._cache: FeatureCache | None = None
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._layer_name, self._grid = layer, grid
+        self._model: FeatureModel | None = model if isinstance(model, FeatureModel) else None
+        self._request = (str(model), weights, device)  # what _load_model loads when no model was given
+        self.card: ModelCard | None = None
+        card = model.card if isinstance(model, FeatureModel) else (
+            saved_card(self.cache_dir, weights_identity(model, weights)) or self._load_model().card)
+        self._use(card)
+
+    def _use(self, card: ModelCard) -> None:
+        self.card = card
+        self.layer = card.layer(self._layer_name) if self._layer_name else card.default_layer
+        self.spec = cache_spec(card, self.layer, self._grid)
+        self.cache_path = cache_path(self.cache_dir, self.location, self.spec)
+
+    def _load_model(self) -> FeatureModel:
+        """Load the requested model once and save its card; where the saved card was out of date,
+        switch to the model's own (layer, spec and cache path follow)."""
+        with self._model_lock:
+            if self._model is None:
+                name, weights, device = self._request
+                model = load_model(name, weights, device)
+                save_card(self.cache_dir, weights_identity(name, weights), model.card)
+                if self.card is not None and model.card != self.card:
+                    with self._lock:
+                        self._use(model.card)
+                        self._cache = None
+                self._model = model
+            return self._model
+
+    @property
+    def model(self) -> FeatureModel:
+        """The model, loaded on first use (a search from dataset images does not need it)."""
+        return self._model if self._model is not None else self._load_model()
 
     @property
     def grid(self) -> int:
         return self.spec.grid
 
     def index(self, batch_size: int = 32, workers: int = 2, progress: Callable[[Progress], None] | None = None,
-              cancel: threading.Event | None = None, shard_images: int = SHARD_IMAGES) -> IndexSummary:
-        """Extract what is new or changed; the open cache is reloaded afterwards."""
-        summary = build_index(self.data, self.model, self.layer, self.spec.grid, self.cache_dir, batch_size,
-                              workers, progress, cancel, shard_images=shard_images)
+              cancel: threading.Event | None = None, shard_images: int = SHARD_IMAGES,
+              engine: str | ExtractionEngine = "local", **engine_options: Any) -> IndexSummary:
+        """Extract what is new or changed; the open cache is reloaded afterwards.
+
+        ``engine``: where features are extracted, by registered name (``"local"``: decoding threads
+        and the model in this process; ``"ray"``: Ray Data actors, see :mod:`vfs.ray_engine`) or an
+        :class:`~vfs.indexing.ExtractionEngine`. A named engine is made with ``workers`` (decoding
+        threads, or Ray model actors) and ``engine_options``, e.g. ``address=``, ``cpus_per_worker=``
+        or ``decode_threads=`` for Ray.
+        """
+        if engine_options and not isinstance(engine, str):
+            raise TypeError("engine options apply to an engine given by name")
+        extractor = get_engine(engine, workers=workers, **engine_options) if isinstance(engine, str) else engine
+        model = self.model
+        summary = build_index(self.location, model, self.layer, self.spec.grid, self.cache_dir, batch_size,
+                              workers, progress, cancel, shard_images=shard_images, engine=extractor)
         with self._lock:
             self._cache = None
         return summary
 
     @property
     def cache(self) -> FeatureCache:
+        try:
+            return self._open_cache()
+        except CacheError:
+            if self._model is not None:
+                raise
+        self._load_model()  # no cache where the saved card points: it may be out of date
+        return self._open_cache()
+
+    def _open_cache(self) -> FeatureCache:
         with self._lock:
             if self._cache is None:
                 self._cache = FeatureCache.open(self.cache_path, self.data)
@@ -71,14 +171,17 @@ class FeatureSearch:
             width, height = self.cache.image_sizes[index]
             return self.cache.features(index).astype(np.float32), (int(width), int(height))
         picture = load_image(path if path is not None else image, max_pixels=DEFAULT_MAX_PIXELS)
-        grid = self.model.grid_features(self.model.preprocessing(picture)[None], self.layer, self.spec.grid)
+        model = self.model  # first: loading it may correct the layer and grid of an out-of-date card
+        grid = model.grid_features(model.preprocessing(picture)[None], self.layer, self.spec.grid)
         return grid[0].numpy().astype(np.float16).astype(np.float32), picture.size
 
     def _cache_row(self, path: Path) -> int | None:
         """The cache row of a dataset file, if it is in the cache."""
+        if is_uri(self.location):
+            return None
         try:
             return self.cache.index_of(path.resolve().relative_to(self.data.resolve()).as_posix())
-        except (ValueError, OSError):
+        except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (pathlib before 3.13)
             return None
 
     def grid_mask(self, image_size: tuple[int, int], mask: np.ndarray | str | Path | None = None,

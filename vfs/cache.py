@@ -126,9 +126,9 @@ class ShardRows:
         shape = (len(self), spec.channels, spec.grid, spec.grid)
         feats = np.stack(self.features).astype(np.float16) if self.features else np.zeros(shape, np.float16)
         return pa.record_batch([
-            pa.array(self.paths, pa.string()), pa.array(self.labels, pa.string()),
-            pa.array(self.widths, pa.int32()), pa.array(self.heights, pa.int32()),
-            pa.array(self.file_sizes, pa.int64()), pa.array(self.mtimes, pa.int64()),
+            _string_array(self.paths), _string_array(self.labels),
+            _number_array(np.array(self.widths, np.int32)), _number_array(np.array(self.heights, np.int32)),
+            _number_array(np.array(self.file_sizes, np.int64)), _number_array(np.array(self.mtimes, np.int64)),
             _tensor_array(schema.field("features").type, feats),
             _tensor_array(schema.field("cell_norms2").type, cell_norms2(feats)),
         ], schema=schema)
@@ -140,8 +140,36 @@ def cell_norms2(features: np.ndarray) -> np.ndarray:
     return np.einsum("ncij,ncij->nij", f32, f32).astype(np.float32)
 
 
+# Arrays are built from and read as raw buffers: pyarrow's own numpy conversions (pa.array,
+# Array.to_numpy) import pandas on first use, a quarter of a second and 45 MB per process.
+
+def _number_array(values: np.ndarray) -> pa.Array:
+    """A 1-D numeric array without nulls over the bytes of ``values``."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _string_array(values: list[str | None]) -> pa.Array:
+    encoded = [b"" if v is None else v.encode() for v in values]
+    offsets = np.zeros(len(values) + 1, np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    valid = np.array([v is not None for v in values], dtype=bool)
+    nulls = len(values) - int(valid.sum())
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(pa.string(), len(values), [validity, pa.py_buffer(offsets),
+                                                            pa.py_buffer(b"".join(encoded))], null_count=nulls)
+
+
+def _numbers(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The values of a numeric column without nulls, zero-copy for one chunk (read-only)."""
+    chunks = [c for c in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]) if len(c)]
+    dtype = np.dtype(column.type.to_pandas_dtype())  # a numpy dtype; pandas is not imported for it
+    parts = [np.frombuffer(c.buffers()[1], dtype, count=len(c), offset=c.offset * dtype.itemsize) for c in chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
 def _tensor_array(tensor_type: pa.ExtensionType, values: np.ndarray) -> pa.ExtensionArray:
-    flat = pa.array(np.ascontiguousarray(values).reshape(-1))
+    flat = _number_array(values.reshape(-1))
     storage = pa.FixedSizeListArray.from_arrays(flat, int(np.prod(values.shape[1:])))
     return pa.ExtensionArray.from_storage(tensor_type, storage)
 
@@ -345,8 +373,7 @@ class _MappedShard:
 
 def _zero_copy(column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
     (chunk,) = column.chunks
-    values = chunk.storage.flatten()
-    return values.to_numpy(zero_copy_only=True).reshape((len(chunk), *shape))
+    return _numbers(chunk.storage.flatten()).reshape((len(chunk), *shape))
 
 
 def map_shard(path: Path, spec: CacheSpec, offset: int = 0) -> tuple[_MappedShard, pa.Table]:
@@ -401,7 +428,7 @@ class FeatureCache:
             shards.append(shard)
             paths.extend(table.column("path").to_pylist())
             labels.extend(table.column("label").to_pylist())
-            sizes.append(np.stack([table.column("width").to_numpy(), table.column("height").to_numpy()], axis=1))
+            sizes.append(np.stack([_numbers(table.column("width")), _numbers(table.column("height"))], axis=1))
             nbytes += record.bytes
         image_sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2), np.int64)
         root = Path(dataset_root) if dataset_root is not None else None

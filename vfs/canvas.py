@@ -10,6 +10,11 @@ image pixels by one scale per axis. Two object types are understood, as Fabric.j
 
 A drawing that is one upright rectangle becomes an exact pixel box; anything else is rasterised
 (strokes with their width and round caps) and area-averaged onto the feature grid.
+
+A region that arrives without a drawing (from a shared link) is put on the canvas as objects
+(:func:`region_objects`): its box, or one rectangle per weighted cell, shaded by weight. The
+canvas returns them first in its drawing; while nothing else is drawn the region stays exactly
+as the link had it, and strokes drawn afterwards are added to it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ MAX_MASK_SIDE = 1024
 #: A curve segment is sampled at most this many times (points about a quarter stroke width apart).
 _MAX_CURVE_STEPS = 16
 _ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
+#: How a region from a link is shaded on the canvas (a full-weight cell at this opacity).
+SEED_COLOUR = (255, 72, 0)
+SEED_OPACITY = 0.45
 
 
 @dataclass(frozen=True)
@@ -202,10 +210,36 @@ def _upright_box(obj: dict[str, Any], fit: CanvasFit,
     return (x0, y0, x1, y1) if x1 - x0 >= 1 and y1 - y0 >= 1 else None
 
 
+def region_objects(region: Region, fit: CanvasFit, image_size: tuple[int, int],
+                   colour: tuple[int, int, int] = SEED_COLOUR) -> list[dict[str, Any]]:
+    """Fabric.js rectangles that show ``region`` on the canvas: its box, or each weighted cell."""
+    def rect(x0: float, y0: float, x1: float, y1: float, opacity: float) -> dict[str, Any]:
+        return {"type": "Rect", "left": x0 * fit.scale_x, "top": y0 * fit.scale_y, "width": (x1 - x0) * fit.scale_x,
+                "height": (y1 - y0) * fit.scale_y, "originX": "left", "originY": "top", "strokeWidth": 0,
+                "fill": "rgba({}, {}, {}, {:.3f})".format(*colour, opacity), "selectable": False}
+
+    if region.box is not None:
+        return [rect(*region.box, opacity=SEED_OPACITY)]
+    assert region.grid_mask is not None
+    grid = region.grid_mask.shape[0]
+    width, height = image_size
+    return [rect(column * width / grid, row * height / grid, (column + 1) * width / grid, (row + 1) * height / grid,
+                 opacity=SEED_OPACITY * float(weight))
+            for (row, column), weight in np.ndenumerate(region.grid_mask) if weight > 0]
+
+
 def drawing_to_region(json_data: dict[str, Any] | None, fit: CanvasFit, image_size: tuple[int, int],
-                      grid: int) -> Region | None:
-    """The query region a drawing selects (None when nothing usable is drawn)."""
+                      grid: int, seed: Region | None = None) -> Region | None:
+    """The query region a drawing selects (None when nothing usable is drawn).
+
+    ``seed`` is a region the canvas was opened with as :func:`region_objects`: those objects come
+    first in the drawing and stand for the seed exactly; anything drawn after them is added to it.
+    """
     objects = _objects(json_data)
+    if seed is not None:
+        drawn = drawing_to_region({"objects": objects[len(region_objects(seed, fit, image_size)):]}, fit,
+                                  image_size, grid)
+        return seed if drawn is None else seed.combined(drawn, image_size, grid)
     if len(objects) == 1 and (box := _upright_box(objects[0], fit, image_size)) is not None:
         return Region.from_box(box)
     mask = drawing_to_mask(json_data, fit, image_size)

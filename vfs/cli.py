@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vfs._progress import ProgressBar
 from vfs.errors import VfsError
-from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, build_index, list_engines
+from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, list_engines
 from vfs.sources import is_uri
 
 
@@ -131,9 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         raise VfsError("vfs search reads the query and the results' images from a local folder; index a URI "
                        "with `vfs index` and search its cache from Python (see docs/scale-out.md).")
     fs = _feature_search(args)
-    summary = build_index(args.data, fs.model, fs.layer, fs.grid, fs.cache_dir, args.batch_size, args.workers,
-                          None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}"),
-                          shard_images=args.shard_images, engine=args.engine)
+    progress = None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}")
+    summary = fs.index(args.batch_size, args.workers, progress, shard_images=args.shard_images, engine=args.engine)
     if args.command == "index":
         if args.ann and not summary.cancelled:
             from vfs.ann import RegionIndex

@@ -7,24 +7,25 @@ Nothing here imports Streamlit, so all of it is tested without a browser.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from vfs._progress import describe
 from vfs.api import FeatureSearch
 from vfs.cache import CacheSpec, cache_path, cell_norms2
 from vfs.catalog import read_cache
 from vfs.demo import DEMO_DIR
+from vfs.deploy import Access, Deployment, UploadLimits, load_deployment
 from vfs.errors import DatasetError, ImageError
 from vfs.images import load_image
 from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, Progress, build_index, cache_spec
@@ -32,38 +33,80 @@ from vfs.models import FeatureModel, LayerInfo
 from vfs.region import Region
 from vfs.search import Query, SearchResult, get_backend
 from vfs.share import SharedSearch, ShareError
+from vfs.uploads import UploadError, UploadStore, upload_id
 
-MAX_UPLOAD_MB = 20
-MAX_UPLOAD_PIXELS = 40_000_000
+MAX_UPLOAD_MB = UploadLimits.max_mb
+MAX_UPLOAD_PIXELS = UploadLimits.max_pixels
+UPLOADS_FOLDER = "uploads"
 _TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    data: Path | None  # None: the demo photos
+    data: Path | None  # None: the demo photos, or the deployment's default dataset
     cache_dir: Path
     read_only: bool  # never build or delete caches
+    deployment: Deployment | None = None  # None: a local tool that opens any folder and any model
 
     @property
     def default_dataset(self) -> Path:
-        return self.data if self.data is not None else DEMO_DIR
+        if self.data is not None:
+            return self.data
+        return self.deployment.default_dataset if self.deployment is not None else DEMO_DIR
+
+    @property
+    def serves_demo(self) -> bool:
+        """Whether data/demo is gathered from the installed packages when it is opened."""
+        return self.deployment.demo if self.deployment is not None else self.data is None
+
+    @property
+    def uploads(self) -> UploadLimits:
+        return self.deployment.uploads if self.deployment is not None else UploadLimits()
+
+    @property
+    def upload_store(self) -> UploadStore | None:
+        """Where uploads are kept for links (next to the caches); None when nothing may be written."""
+        return None if self.read_only else UploadStore(self.cache_dir / UPLOADS_FOLDER)
+
+    def resolve_dataset(self, text: str) -> Path:
+        """The dataset folder ``text`` names; a deployment confines it to its roots."""
+        return resolve_dataset(text) if self.deployment is None else self.deployment.datasets.resolve(text)
+
+    def resolve_model(self, name: str) -> tuple[str, Path | None]:
+        """The timm architecture a model picker's ``name`` stands for, and its weights file if it names one.
+
+        A deployment refuses names it does not allow (:class:`vfs.deploy.ModelNotAllowed`).
+        """
+        return (name, None) if self.deployment is None else self.deployment.models.resolve(name)
+
+    def access(self, user: Mapping[str, object]) -> Access:
+        """Whether the visitor whose ``st.user`` is ``user`` sees the dashboard."""
+        return Access.OPEN if self.deployment is None else self.deployment.sign_in.access(user)
 
 
 def parse_app_args(argv: Sequence[str], environ: Mapping[str, str]) -> AppConfig:
-    """``streamlit run app.py -- [--data DIR] [--cache-dir DIR] [--read-only]``.
+    """``streamlit run app.py -- [--config FILE] [--data DIR] [--cache-dir DIR] [--read-only]``.
 
-    Each option falls back to an environment variable (VFS_DATA, VFS_CACHE_DIR, VFS_READ_ONLY).
+    Each option falls back to an environment variable (VFS_CONFIG, VFS_DATA, VFS_CACHE_DIR,
+    VFS_READ_ONLY). A deployment file (see :mod:`vfs.deploy`) sets the defaults; the options
+    override them but cannot widen it: ``--data`` must lie inside its roots and read-only stays on.
     Unknown arguments are ignored: under a test runner, argv belongs to the runner.
     """
     parser = argparse.ArgumentParser(prog="streamlit run app.py --", allow_abbrev=False, add_help=False)
+    parser.add_argument("--config", default=environ.get("VFS_CONFIG") or None)
     parser.add_argument("--data", default=environ.get("VFS_DATA") or None)
-    parser.add_argument("--cache-dir", default=environ.get("VFS_CACHE_DIR") or str(DEFAULT_CACHE_DIR))
+    parser.add_argument("--cache-dir", default=environ.get("VFS_CACHE_DIR") or None)
     parser.add_argument("--read-only", action="store_true",
                         default=environ.get("VFS_READ_ONLY", "").strip().lower() in _TRUE)
     args, _ = parser.parse_known_args(list(argv))
-    cache_dir = Path(args.cache_dir).expanduser()
-    read_only = args.read_only or not is_writable(cache_dir)
-    return AppConfig(Path(args.data).expanduser() if args.data else None, cache_dir, read_only)
+    deployment = load_deployment(args.config) if args.config else None
+    data = Path(args.data).expanduser() if args.data else None
+    if deployment is not None and data is not None:
+        data = deployment.datasets.resolve(data)
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else (
+        deployment.cache_dir if deployment is not None and deployment.cache_dir is not None else DEFAULT_CACHE_DIR)
+    read_only = args.read_only or (deployment is not None and deployment.read_only) or not is_writable(cache_dir)
+    return AppConfig(data, cache_dir, read_only, deployment)
 
 
 def is_writable(folder: Path) -> bool:
@@ -75,15 +118,31 @@ def is_writable(folder: Path) -> bool:
 
 
 def resolve_dataset(text: str | Path) -> Path:
-    path = Path(str(text).strip()).expanduser()
+    """Any existing folder (a local dashboard; a deployment confines this, see :mod:`vfs.deploy`)."""
     if not str(text).strip():
         raise DatasetError("Give a dataset folder.")
-    resolved = path.resolve()
-    if not resolved.exists():
+    if "\x00" in str(text):
+        raise DatasetError("The dataset folder contains a NUL character.")
+    path = Path(str(text).strip()).expanduser()
+    try:
+        resolved = path.resolve()
+        exists, is_dir = resolved.exists(), resolved.is_dir()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "symlink loop"
+        raise DatasetError(f"Dataset folder {str(text).strip()[:200]} cannot be opened ({reason}).") from None
+    if not exists:
         raise DatasetError(f"Dataset folder {resolved} does not exist.")
-    if not resolved.is_dir():
+    if not is_dir:
         raise DatasetError(f"{resolved} is a file, not a folder of images.")
     return resolved
+
+
+def names_demo(text: str) -> bool:
+    """Whether ``text`` names the demo folder, which is gathered when it is first opened."""
+    try:
+        return Path(text.strip()).expanduser().resolve() == DEMO_DIR.resolve()
+    except (OSError, ValueError, RuntimeError):  # NUL bytes, symlink loops, names too long
+        return False
 
 
 def display_path(path: Path) -> str:
@@ -150,6 +209,8 @@ class QueryImage:
     name: str
     dataset_path: str | None = None  # POSIX, relative to the dataset folder
     upload: bytes | None = None
+    max_pixels: int = field(default=MAX_UPLOAD_PIXELS, compare=False)  # the upload limit it was checked against
+    upload_id: str | None = None  # set once the upload is kept on the server, where links can name it
 
     @classmethod
     def from_dataset(cls, relative: str) -> QueryImage:
@@ -160,13 +221,18 @@ class QueryImage:
         """Identifies the picture (for widget keys and memoised searches)."""
         if self.dataset_path is not None:
             return "data:" + self.dataset_path
-        return "upload:" + hashlib.sha1(self.upload or b"").hexdigest()[:16]
+        return "upload:" + (self.upload_id or upload_id(self.upload or b""))
+
+    @property
+    def shareable(self) -> bool:
+        """Whether a link can name this picture."""
+        return self.dataset_path is not None or self.upload_id is not None
 
     def source(self, root: Path) -> Path | Image.Image:
         """What :meth:`FeatureSearch.search` takes: a dataset path (features come from the cache)."""
         if self.dataset_path is not None:
             return root / self.dataset_path
-        return load_image(self.upload or b"", max_pixels=MAX_UPLOAD_PIXELS)
+        return load_image(self.upload or b"", max_pixels=self.max_pixels)
 
     def picture(self, root: Path) -> Image.Image:
         return load_image(self.source(root))
@@ -180,7 +246,19 @@ def load_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB, max_pixels:
         load_image(data, max_pixels=max_pixels)
     except ImageError as exc:
         raise ImageError(f"{name}: {str(exc).removeprefix('image: ')}") from None
-    return QueryImage(name=name, upload=data)
+    return QueryImage(name=name, upload=data, max_pixels=max_pixels)
+
+
+def keep_upload(query: QueryImage, store: UploadStore | None) -> tuple[QueryImage, str | None]:
+    """The upload kept in ``store`` so links can name it; unchanged, with the reason, when it cannot be."""
+    if query.upload is None or query.upload_id is not None:
+        return query, None
+    if store is None:
+        return query, "This deployment is read-only: uploads are not kept, so links cannot name them."
+    try:
+        return replace(query, upload_id=store.put(query.upload)), None
+    except UploadError as exc:
+        return query, str(exc)
 
 
 def filter_paths(paths: Sequence[str], text: str) -> list[str]:
@@ -243,14 +321,41 @@ def link_layer(shared: SharedSearch, model: FeatureModel) -> tuple[LayerInfo | N
     return layer, shared.grid, []
 
 
-def link_query(shared: SharedSearch, dataset_paths: Sequence[str],
-               root: Path) -> tuple[QueryImage | None, list[ShareError]]:
+def link_query(shared: SharedSearch, dataset_paths: Sequence[str], root: Path, uploads: UploadStore | None = None,
+               limits: UploadLimits = UploadLimits()) -> tuple[QueryImage | None, list[ShareError]]:
+    if shared.upload is not None:
+        return _linked_upload(shared.upload, uploads, limits)
     if shared.query is None:
         return None, []
     if shared.query not in set(dataset_paths):
         return None, [ShareError(f"The link's query image {shared.query!r} is not in {display_path(root)}; "
                                  "it may have been renamed or removed.")]
+    try:
+        load_image(root / shared.query)
+    except ImageError as exc:
+        return None, [ShareError(f"The link's query image cannot be used: {exc}.")]
     return QueryImage.from_dataset(shared.query), []
+
+
+def _linked_upload(name: str, uploads: UploadStore | None,
+                   limits: UploadLimits) -> tuple[QueryImage | None, list[ShareError]]:
+    if uploads is None:
+        return None, [ShareError("The link names an uploaded image, but this deployment does not keep uploads.")]
+    try:
+        query = load_upload("uploaded image", uploads.get(name), limits.max_mb, limits.max_pixels)
+    except (UploadError, ImageError) as exc:
+        return None, [ShareError(f"The link's uploaded image cannot be used: {exc}")]
+    return replace(query, upload_id=name), []
+
+
+def unreadable_picture(message: str, side: int) -> Image.Image:
+    """A grey square that says why an image cannot be shown, to stand in its place."""
+    picture = Image.new("RGB", (side, side), (96, 96, 96))
+    size = max(10, side // 24)
+    characters = max(12, int(side * 0.85 / (size * 0.55)))  # a character is about 0.55 font sizes wide
+    ImageDraw.Draw(picture).multiline_text((side // 16, side // 16), textwrap.fill(message, characters, max_lines=12),
+                                           fill=(255, 255, 255), font=ImageFont.load_default(size=size))
+    return picture
 
 
 def max_grid(layer: LayerInfo) -> int:

@@ -25,19 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from vfs.cache import CacheSpec, ShardRows, ShardStore, cache_path, locked
 from vfs.errors import DatasetError, ImageError, VfsError
 from vfs.images import DEFAULT_MAX_PIXELS, ImageEntry, Skipped
-from vfs.models import FeatureModel, LayerInfo
+from vfs.models import FeatureModel, LayerInfo, ModelCard
 from vfs.sources import DatasetSource
 
 SHARD_IMAGES = 512
 DEFAULT_CACHE_DIR = Path("data/cache")
 
 
-def cache_spec(model: FeatureModel, layer: LayerInfo, grid: int | None = None) -> CacheSpec:
+def cache_spec(model: FeatureModel | ModelCard, layer: LayerInfo, grid: int | None = None) -> CacheSpec:
     grid = grid or layer.default_grid
     if grid < 1:
         raise ValueError(f"grid must be at least 1, got {grid}")
@@ -133,9 +132,10 @@ class ExtractionEngine(ABC):
 
 
 def _decode(source: DatasetSource, entry: ImageEntry, model: FeatureModel,
-            max_pixels: int) -> tuple[torch.Tensor, tuple[int, int]]:
+            max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image decoded and preprocessed, (H, W, 3): the batch is assembled channels-last (Preprocessing.batch)."""
     image = source.load(entry.path, max_pixels=max_pixels)
-    return model.preprocessing(image), image.size
+    return model.preprocessing.normalised(image), image.size
 
 
 def _decoded(source: DatasetSource, entries: list[ImageEntry], model: FeatureModel, workers: int, max_pixels: int,
@@ -173,10 +173,12 @@ class LocalEngine(ExtractionEngine):
 
         def run_batch() -> list[tuple[ImageEntry, Extracted | ImageError]]:
             images = [result for _, result in waiting if not isinstance(result, ImageError)]
-            grids = iter(job.model.grid_features(torch.stack([t for t, _ in images]), job.layer, job.grid).numpy()
-                         if images else ())
-            done = [(entry, result if isinstance(result, ImageError)
-                     else Extracted(next(grids).astype(np.float16), *result[1])) for entry, result in waiting]
+            grids: Iterator[np.ndarray] = iter(())
+            if images:
+                batch = job.model.preprocessing.batch([pixels for pixels, _ in images])
+                grids = iter(job.model.grid_features(batch, job.layer, job.grid).numpy().astype(np.float16))
+            done = [(entry, result if isinstance(result, ImageError) else Extracted(next(grids), *result[1]))
+                    for entry, result in waiting]
             waiting.clear()
             return done
 

@@ -1,4 +1,5 @@
-"""How a search's scores fall across dataset labels: per-label distributions and label precision.
+"""How a search's scores fall across dataset labels: per-label distributions, label precision, the
+top-k's label vote, and which images carry chosen labels (the gallery's label filter).
 
 ``scores`` is every image's best score (:attr:`vfs.search.SearchResult.scores`) and ``labels``
 the cache's labels in the same order (:attr:`vfs.cache.FeatureCache.labels`, the parent folder
@@ -7,7 +8,8 @@ names). Images with a non-finite score (the excluded query image) are left out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -56,3 +58,36 @@ def average_precision(scores: np.ndarray, labels: Sequence[str | None], target: 
         return float("nan")
     precision = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
     return float(precision[ranked].mean())
+
+
+def precision_curve(scores: np.ndarray, labels: Sequence[str | None], target: str, max_k: int) -> np.ndarray:
+    """Precision of ``target`` at every k from 1 to ``max_k`` (fewer when fewer images are scored)."""
+    scores, names = _checked(scores, labels)
+    ranked = names[top_k_indices(scores, max_k)] == target
+    return np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
+
+
+def label_vote(labels: Sequence[str | None]) -> list[tuple[str, int]]:
+    """How many of ``labels`` (a top-k's) carry each label: most common first, ties by name."""
+    counts = Counter(_names(labels).tolist())
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def describe_vote(labels: Sequence[str | None], shown: int = 3) -> str:
+    """``"17 of 20 are church, 2 tench, 1 parachute"``: the vote in words, at most ``shown`` labels named."""
+    votes = label_vote(labels)
+    if not votes:
+        return "no results"
+    (first, count), rest = votes[0], votes[1:]
+    words = [f"{count} of {len(labels)} {'is' if count == 1 else 'are'} {first}"]
+    words += [f"{n} {name}" for name, n in rest[: shown - 1]]
+    others = sum(n for _, n in rest[shown - 1:])
+    if others:
+        words.append(f"{others} more")
+    return ", ".join(words)
+
+
+def label_rows(labels: Sequence[str | None], chosen: Collection[str]) -> np.ndarray:
+    """Boolean mask of the images whose label (``UNLABELLED`` for none) is among ``chosen``."""
+    wanted = set(chosen)
+    return np.array([name in wanted for name in _names(labels)], dtype=bool)

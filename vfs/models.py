@@ -2,27 +2,36 @@
 
 ``load_model`` resolves a model name and a weights source into a :class:`FeatureModel`,
 which lists the layers ``forward_intermediates`` exposes (CNN stages and ViT blocks alike,
-ViT tokens as grids) and extracts them as NCHW grids.
+ViT tokens as grids) and extracts them as NCHW grids. Its :class:`ModelCard` (name, weights,
+fingerprint, preprocessing, layers) is what caches are keyed on; it is plain data, so code
+that only reads caches can hold it without importing torch, which this module imports only
+where a model is loaded or run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
+import importlib.metadata
 import inspect
+import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from vfs.bundled import bundled_weights, list_bundled
 from vfs.errors import LayerError, ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 MAX_DEFAULT_GRID = 14
@@ -90,13 +99,103 @@ class Preprocessing:
         return {"resize": self.resize, "input_size": list(self.input_size),
                 "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        return cls(tuple(data["input_size"]), data["interpolation"], tuple(data["mean"]), tuple(data["std"]),
+                   data["resize"])
+
+    def normalised(self, image: Image.Image) -> np.ndarray:
+        """RGB PIL image -> (H, W, 3) float32, resized and normalised: the work done per image (numpy,
+        in the decoding threads; no transpose, see :meth:`batch`)."""
+        h, w = self.input_size
+        resample = _PIL_RESAMPLE.get(self.interpolation, Image.Resampling.BICUBIC)
+        array = np.asarray(image.convert("RGB").resize((w, h), resample), dtype=np.float32)
+        array /= 255.0
+        array -= np.asarray(self.mean, np.float32)
+        array /= np.asarray(self.std, np.float32)
+        return array
+
+    @staticmethod
+    def batch(images: list[np.ndarray]) -> torch.Tensor:
+        """Normalised (H, W, 3) images -> float32 (B, 3, H, W), laid out channels-last in memory as the
+        CPU forward wants it: one copy of the pixels, where stacking (3, H, W) tensors took two."""
+        import torch
+
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """RGB PIL image -> float32 tensor (3, H, W), normalised."""
-        h, w = self.input_size
-        resized = image.convert("RGB").resize((w, h), _PIL_RESAMPLE.get(self.interpolation, Image.Resampling.BICUBIC))
-        array = np.asarray(resized, dtype=np.float32) / 255.0
-        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.normalised(image).transpose(2, 0, 1)))
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What caches of a model are keyed on, without the network: enough to find and read them."""
+
+    name: str
+    weights: str  # human-readable source, as in FeatureModel
+    fingerprint: str
+    preprocessing: Preprocessing
+    layers: tuple[LayerInfo, ...]
+    untrained: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name shown to people; untrained models say so wherever they appear."""
+        return f"{self.name} (untrained)" if self.untrained else self.name
+
+    def layer(self, name: str) -> LayerInfo:
+        for info in self.layers:
+            if info.name == name:
+                return info
+        valid = ", ".join(info.describe() for info in self.layers)
+        raise LayerError(f"{self.label} has no layer {name!r}; valid layers: {valid}")
+
+    @property
+    def default_layer(self) -> LayerInfo:
+        """The deepest layer whose grid still has at least 7×7 cells: semantic yet localised."""
+        spatial = [info for info in self.layers if min(info.height, info.width) >= 7]
+        return (spatial or list(self.layers))[-1]
+
+    def to_json(self) -> str:
+        return json.dumps({**dataclasses.asdict(self), "preprocessing": self.preprocessing.to_dict()}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        data = json.loads(text)
+        return cls(data["name"], data["weights"], data["fingerprint"], Preprocessing.from_dict(data["preprocessing"]),
+                   tuple(LayerInfo(**layer) for layer in data["layers"]), bool(data["untrained"]))
+
+
+def weights_identity(name: str, weights: str | Path | None = None) -> dict[str, Any] | None:
+    """What decides the network ``load_model(name, weights)`` builds, found without building it:
+    the resolved weights source, the weights file's size and mtime, and the timm and torch
+    versions (they define the architecture and an untrained model's initialisation). None where
+    that cannot be known beforehand (``hf-hub:`` models, a missing file)."""
+    if name.startswith("hf-hub:"):
+        return None
+    source = "auto" if weights is None else str(weights)
+    entry = bundled_weights(name)
+    if source == "auto":
+        source = "bundled" if entry is not None and entry.installed else "pretrained"
+    try:
+        identity: dict[str, Any] = {"model": name, "source": source, "timm": importlib.metadata.version("timm"),
+                                    "torch": importlib.metadata.version("torch")}
+        file = None
+        if source == "bundled":
+            if entry is None or not entry.installed:
+                return None
+            file = entry.path()
+        elif source not in WEIGHT_SOURCES:
+            file = Path(source).expanduser().resolve()
+        if file is not None:
+            stat = file.stat()
+            identity["file"] = [str(file), stat.st_size, stat.st_mtime_ns]
+    except (OSError, importlib.metadata.PackageNotFoundError):
+        return None
+    return identity
 
 
 @dataclass
@@ -121,6 +220,8 @@ class FeatureModel:
 
     @cached_property
     def layers(self) -> list[LayerInfo]:
+        import torch
+
         h, w = self.preprocessing.input_size
         with torch.inference_mode():
             outputs = self._intermediates(torch.zeros(1, 3, h, w, device=self.device), None)
@@ -130,20 +231,22 @@ class FeatureModel:
         return [LayerInfo(n, i, int(t.shape[1]), int(t.shape[2]), int(t.shape[3]))
                 for i, (n, t) in enumerate(zip(names, outputs))]
 
+    @property
+    def card(self) -> ModelCard:
+        return ModelCard(self.name, self.weights, self.fingerprint, self.preprocessing, tuple(self.layers),
+                         self.untrained)
+
     def layer(self, name: str) -> LayerInfo:
-        for info in self.layers:
-            if info.name == name:
-                return info
-        valid = ", ".join(info.describe() for info in self.layers)
-        raise LayerError(f"{self.label} has no layer {name!r}; valid layers: {valid}")
+        return self.card.layer(name)
 
     @property
     def default_layer(self) -> LayerInfo:
         """The deepest layer whose grid still has at least 7×7 cells: semantic yet localised."""
-        spatial = [info for info in self.layers if min(info.height, info.width) >= 7]
-        return (spatial or self.layers)[-1]
+        return self.card.default_layer
 
     def _intermediates(self, batch: torch.Tensor, indices: list[int] | None) -> list[torch.Tensor]:
+        import torch
+
         if self.device.type == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last)
         return self.network.forward_intermediates(batch, indices=indices, intermediates_only=True,
@@ -151,10 +254,27 @@ class FeatureModel:
 
     def grid_features(self, batch: torch.Tensor, layer: LayerInfo, grid: int) -> torch.Tensor:
         """Preprocessed images (B, 3, H, W) -> the layer's map pooled to (B, C, grid, grid), float32 on CPU."""
+        import torch
+        import torch.nn.functional as F
+
         with self._lock, torch.inference_mode():
             (features,) = self._intermediates(batch.to(self.device, non_blocking=True), [layer.index])
             pooled = F.adaptive_avg_pool2d(features.float(), (grid, grid))
         return pooled.contiguous().cpu()
+
+    @contextmanager
+    def differentiable_activation(self, batch: torch.Tensor, layer: LayerInfo) -> Iterator[torch.Tensor]:
+        """The layer's map (B, C, h, w) of preprocessed images with autograd on, even inside
+        ``inference_mode`` (a server thread, a notebook); differentiate inside the block, which holds
+        the network as :meth:`grid_features` does."""
+        import torch
+
+        with self._lock, torch.inference_mode(False), torch.enable_grad():
+            # a copy made here is an ordinary tensor even if ``batch`` was made in inference mode, and
+            # requiring its gradient builds the graph even when the parameters are frozen
+            inputs = batch.to(self.device).clone().requires_grad_(True)
+            (activation,) = self._intermediates(inputs, [layer.index])
+            yield activation
 
 
 def list_models(pretrained: bool = False) -> list[str]:
@@ -190,6 +310,8 @@ def _check_model_name(name: str) -> None:
 
 
 def _state_dict_fingerprint(network: torch.nn.Module) -> str:
+    import torch
+
     digest = hashlib.sha256()
     for key, tensor in network.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
@@ -212,6 +334,8 @@ def _load_by_position(network: torch.nn.Module, state: dict[str, torch.Tensor], 
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     if not path.is_file():
         raise ModelError(f"Weights file {path} does not exist.")
     try:
@@ -271,6 +395,8 @@ def _create_pretrained(name: str) -> torch.nn.Module:
 
 
 def default_device() -> torch.device:
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -283,6 +409,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     initialisation, only when asked for), or a ``.safetensors``/``.pth`` file.
     """
     import timm
+    import torch
 
     _check_model_name(name)
     source = "auto" if weights is None else str(weights)

@@ -75,6 +75,10 @@ class Region:
         assert self.grid_mask is not None
         return {"mask": mask_to_grid(self.grid_mask, grid)}
 
+    def combined(self, other: Region, image_size: tuple[int, int], grid: int) -> Region:
+        """Both regions at once on a (width, height) image: each grid cell keeps its larger weight."""
+        return Region.from_weights(np.maximum(self.grid_weights(image_size, grid), other.grid_weights(image_size, grid)))
+
     @property
     def token(self) -> str:
         """Equal for equal regions; used to recognise a search already run."""

@@ -141,3 +141,22 @@ def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def attribution_picture(image: Image.Image, attribution: np.ndarray,
+                        box: Box | tuple[float, float, float, float] | None = None,
+                        full_size: tuple[int, int] | None = None, opacity: float = 0.75) -> Image.Image:
+    """``image`` tinted by an attribution map in [0, 1] of the same (height, width): the stronger, the more opaque.
+
+    Pixels with no attribution keep the plain image; ``box`` (in ``full_size`` pixels) is outlined.
+    """
+    if attribution.shape != (image.height, image.width):
+        raise ValueError(f"an attribution map of shape {attribution.shape} does not fit a {image.width}×{image.height} image")
+    values = np.clip(attribution, 0.0, 1.0)[..., None]
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    blended = base * (1 - opacity * values) + colour_map(values[..., 0]).astype(np.float32) * (opacity * values)
+    picture = Image.fromarray(blended.round().astype(np.uint8))
+    if box is not None and full_size is not None:
+        x0, y0, x1, y1 = _scaled_box(box, full_size, picture)
+        ImageDraw.Draw(picture).rectangle((x0, y0, x1 - 1, y1 - 1), outline=(255, 255, 255), width=3)
+    return picture

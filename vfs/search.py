@@ -7,12 +7,16 @@ best window. The numerator is a correlation of F with the kernel m²⊙Q/‖m⊙
 of the window is the correlation of the per-cell squared norms (stored in the cache) with m², so
 a query reads every feature once, in float16. On the CPU the fused kernel of :mod:`vfs._native`
 converts the features in registers and correlates them there (float32 accumulation), at about
-the speed the memory streams them; without a C compiler, and on CUDA, the PyTorch path converts
-chunk by chunk into a small float32 buffer and correlates with matmul/conv.
+the speed the memory streams them, and torch is not imported at all; without a C compiler, and on
+CUDA, the PyTorch path converts chunk by chunk into a small float32 buffer and correlates with
+matmul/conv (torch is imported then).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 import threading
 import time
 import warnings
@@ -21,16 +25,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from vfs import _native
 from vfs.cache import FeatureCache
 from vfs.errors import MaskError, VfsError
 from vfs.geometry import Box, grid_bounds, window_to_box
 
+if TYPE_CHECKING:
+    import torch
 
 #: Bytes of float16 features converted per step by the PyTorch path: small enough to stay in L2 cache.
 CHUNK_BYTES = 1 << 20
@@ -114,6 +119,8 @@ class SimilarityBackend(ABC):
 
 def _mapped_tensor(array: np.ndarray) -> torch.Tensor:
     """A zero-copy tensor over a read-only memory map (never written to)."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(array)
@@ -123,6 +130,8 @@ class _Plan:
     """A query laid out as tensors for one device, with the cheapest way to correlate it."""
 
     def __init__(self, query: Query, grid: int, device: torch.device, strategy: str | None = None):
+        import torch
+
         h, w = query.window_shape
         self.out_shape = (grid - h + 1, grid - w + 1)
         windows = self.out_shape[0] * self.out_shape[1]
@@ -155,6 +164,9 @@ class _Plan:
             self.kernel = kernel[None]  # (1, C, h, w)
 
     def numerator(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         n, c, g, _ = x.shape
         if self.strategy == "dense":
             return (x.reshape(n, -1) @ self.kernel).reshape(n, 1, 1)
@@ -165,6 +177,9 @@ class _Plan:
 
     def scores(self, x: torch.Tensor, cell_norms2: torch.Tensor) -> torch.Tensor:
         """(n, C, G, G) float32 features and (n, G, G) norms -> (n, H', W') cosines."""
+        import torch
+        import torch.nn.functional as F
+
         norms2 = F.conv2d(cell_norms2[:, None], self.mask_sq)[:, 0]
         numerator = self.numerator(x)
         norms = torch.sqrt(norms2.clamp_min(0.0))
@@ -182,19 +197,28 @@ class TorchBackend(SimilarityBackend):
     On the CPU, with no strategy forced (or ``strategy="fused"``), the fused kernel of
     :mod:`vfs._native` reads the float16 features once and keeps the correlation in registers;
     where it cannot be built it falls back to the chunked PyTorch scan (strategies ``dense``,
-    ``cells``, ``conv``), which a forced strategy also selects.
+    ``cells``, ``conv``), which a forced strategy also selects. torch is imported only when the
+    PyTorch scan runs (or the device is not the CPU): a search-only process that the fused kernel
+    serves never loads it.
     """
 
     def __init__(self, device: str | torch.device = "cpu", strategy: str | None = None):
-        self.device = torch.device(device)
-        self.name = f"torch-{self.device.type}"
+        self._device_name = device if isinstance(device, str) else str(device)
+        self.device_type = self._device_name.split(":")[0]
+        self.name = f"torch-{self.device_type}"
         self.strategy = strategy
         self._resident: dict[int, tuple[object, list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
 
+    @cached_property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device(self._device_name)
+
     def _fused(self, grid: int, query: Query) -> _native.NativePlan | None:
         """The fused CPU plan for ``query``, or None where the PyTorch scan runs instead."""
-        if self.device.type != "cpu" or self.strategy not in (None, "fused"):
+        if self.device_type != "cpu" or self.strategy not in (None, "fused"):
             return None
         h, w = query.window_shape
         if not _native.NativePlan.supported(grid, h, w) or _native.load() is None:
@@ -205,7 +229,7 @@ class TorchBackend(SimilarityBackend):
 
     def _chunk_rows(self, cache_or_shape: tuple[int, int, int]) -> int:
         c, g, _ = cache_or_shape
-        if self.device.type != "cpu":
+        if self.device_type != "cpu":
             return 8192
         return max(1, CHUNK_BYTES // (c * g * g * 2))
 
@@ -219,8 +243,10 @@ class TorchBackend(SimilarityBackend):
             feats = np.ascontiguousarray(features, dtype=np.float16)
             norms = np.ascontiguousarray(cell_norms2, dtype=np.float32)
             _native.load().scan([(feats, norms, np.empty(n, np.float32), np.empty(n, np.int64), out)],
-                                fused, threads=torch.get_num_threads())
+                                fused, threads=_native.default_threads())
             return out
+        import torch
+
         plan = _Plan(query, features.shape[-1], self.device, self.strategy)
         with torch.inference_mode():
             x = torch.from_numpy(np.asarray(features)).to(self.device, torch.float32)
@@ -239,23 +265,25 @@ class TorchBackend(SimilarityBackend):
 
     def best_windows(self, cache: FeatureCache, query: Query) -> tuple[np.ndarray, np.ndarray]:
         n = len(cache)
-        scores = torch.empty(n, dtype=torch.float32)
-        flat = torch.empty(n, dtype=torch.int64)
+        best = np.empty(n, dtype=np.float32)
+        where = np.empty(n, dtype=np.int64)
         if n == 0:
-            return scores.numpy(), flat.numpy()
+            return best, where
         fused = self._fused(cache.grid, query)
         if fused is not None:
             if cache not in _POPULATED:  # map the whole cache in at once: far cheaper than page faults
                 _native.populate([a for shard in cache.shards for a in (shard.features, shard.cell_norms2)])
                 _POPULATED.add(cache)
-            best, where = scores.numpy(), flat.numpy()
             _native.load().scan([(shard.features, shard.cell_norms2, best[shard.offset: shard.offset + len(shard.features)],
                                   where[shard.offset: shard.offset + len(shard.features)], None)
-                                 for shard in cache.shards], fused, threads=torch.get_num_threads())
+                                 for shard in cache.shards], fused, threads=_native.default_threads())
             return best, where
+        import torch
+
+        scores, flat = torch.from_numpy(best), torch.from_numpy(where)  # written through in place
         plan = _Plan(query, cache.grid, self.device, self.strategy)
         rows = self._chunk_rows((cache.channels, cache.grid, cache.grid))
-        sources = self._device_shards(cache) if self.device.type != "cpu" else None
+        sources = self._device_shards(cache) if self.device_type != "cpu" else None
         buffer = torch.empty((rows, cache.channels, cache.grid, cache.grid), dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             for s, shard in enumerate(cache.shards):
@@ -275,18 +303,42 @@ class TorchBackend(SimilarityBackend):
 
 _BACKENDS: dict[str, Callable[[], SimilarityBackend]] = {}
 
+#: Device files a GPU driver creates (NVIDIA, ROCm, WSL): without one, CUDA cannot be there.
+_GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
 
 def register_backend(name: str, factory: Callable[[], SimilarityBackend]) -> None:
     _BACKENDS[name] = factory
+
+
+def register_lazy_backend(name: str, module: str, factory: str) -> None:
+    """Register ``module.factory`` under ``name`` without importing ``module`` until the backend is asked for."""
+    register_backend(name, lambda: getattr(importlib.import_module(module), factory)())
 
 
 def list_backends() -> list[str]:
     return list(_BACKENDS)
 
 
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device. torch is imported for the answer only where it is loaded
+    already or a GPU driver is present, so a search on a CPU-only machine stays torch-free."""
+    if "torch" not in sys.modules and sys.platform != "win32" and not any(map(os.path.exists, _GPU_DEVICE_FILES)):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def default_backend() -> str:
+    """What ``"auto"`` means: ``torch-cuda`` where a CUDA device is present, else ``torch-cpu``
+    (whose CPU path is the fused kernel of :mod:`vfs._native`, or the PyTorch scan without it)."""
+    return "torch-cuda" if cuda_available() else "torch-cpu"
+
+
 def get_backend(name: str = "auto") -> SimilarityBackend:
     if name == "auto":
-        name = "torch-cuda" if torch.cuda.is_available() else "torch-cpu"
+        name = default_backend()
     if name not in _BACKENDS:
         raise VfsError(f"Unknown search backend {name!r}; available: {', '.join(_BACKENDS)}")
     return _BACKENDS[name]()
@@ -294,6 +346,9 @@ def get_backend(name: str = "auto") -> SimilarityBackend:
 
 register_backend("torch-cpu", lambda: TorchBackend("cpu"))
 register_backend("torch-cuda", lambda: TorchBackend("cuda"))
+# in vfs.sharded, imported when first asked for (ray-sharded needs Ray)
+register_lazy_backend("sharded", "vfs.sharded", "ShardedBackend")
+register_lazy_backend("ray-sharded", "vfs.sharded", "shared_ray_backend")
 
 
 def search(cache: FeatureCache, query: Query, top_k: int = 20, exclude: list[int] | None = None,

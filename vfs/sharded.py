@@ -14,7 +14,8 @@ its own features, and the ranking (score, then dataset order, then top-left wind
   machines each is scanned where it lies; with a shared filesystem the shards are balanced by
   rows. Per query, an actor returns 12 bytes per image (score and window).
 
-Importing this module registers both backends.
+Both are registered in :mod:`vfs.search` by name, and this module is imported when one of them
+is first asked for (``get_backend("sharded")``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from vfs.cache import MANIFEST, CacheSpec, FeatureCache, ShardRecord, _MappedShard, map_shard
 from vfs.errors import CacheError, VfsError
-from vfs.search import Query, SimilarityBackend, get_backend, register_backend
+from vfs.search import Query, SimilarityBackend, get_backend
 
 
 def shard_cache(spec: CacheSpec, shard: _MappedShard) -> FeatureCache:
@@ -186,9 +187,6 @@ class RayShardedBackend(SimilarityBackend):
 
 
 @cache
-def _shared_ray_backend() -> RayShardedBackend:
-    return RayShardedBackend()  # one set of actors for every search that names the backend
-
-
-register_backend("sharded", ShardedBackend)
-register_backend("ray-sharded", _shared_ray_backend)
+def shared_ray_backend() -> RayShardedBackend:
+    """The ``ray-sharded`` registry entry: one set of actors for every search that names the backend."""
+    return RayShardedBackend()

@@ -1,7 +1,8 @@
 """A search as URL parameters, so a copied link reproduces it for a collaborator.
 
 Parameters (all optional): ``data`` (dataset folder), ``model``, ``layer``, ``grid``, ``q`` (query
-image, relative to the dataset folder), the region as ``box=x0,y0,x1,y1`` (query image pixels)
+image, relative to the dataset folder) or ``u`` (an uploaded query image kept on the server, see
+:mod:`vfs.uploads`), the region as ``box=x0,y0,x1,y1`` (query image pixels)
 or ``mask=G.<base64url>`` (the G×G cell weights, one byte each, zlib-compressed), ``k`` (results)
 and ``x`` (``1`` leaves the query image out of the results).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,10 +24,13 @@ import numpy as np
 
 from vfs.errors import MaskError, VfsError
 from vfs.region import WEIGHT_LEVELS, Region
+from vfs.uploads import UPLOAD_ID_LENGTH, is_upload_id
 
 MAX_GRID = 64
 MAX_TOP_K = 100
 _MAX_TEXT = 500
+# ASCII digits, and few enough for int(): str.isdigit() also accepts '²', which int() refuses
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")
 
 
 class ShareError(VfsError):
@@ -39,6 +44,7 @@ class SharedSearch:
     layer: str | None = None
     grid: int | None = None
     query: str | None = None  # POSIX path relative to the dataset folder
+    upload: str | None = None  # id of an uploaded query image (instead of ``query``)
     region: Region | None = None
     top_k: int | None = None
     exclude_query: bool | None = None
@@ -52,7 +58,7 @@ def encode_mask(grid_mask: np.ndarray) -> str:
 
 def decode_mask(text: str) -> np.ndarray:
     size_text, _, packed = text.partition(".")
-    if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_GRID or not packed:
+    if not _WHOLE_NUMBER.fullmatch(size_text) or not 1 <= int(size_text) <= MAX_GRID or not packed:
         raise ShareError(f"mask={text[:40]!r} is not of the form G.<data> with 1 ≤ G ≤ {MAX_GRID}.")
     grid = int(size_text)
     damaged = ShareError("mask= is damaged (not valid base64/zlib data); was the link cut short?")
@@ -83,7 +89,7 @@ def _text(name: str, value: str) -> str:
 
 
 def _integer(name: str, value: str, low: int, high: int) -> int:
-    if not value.strip().isdigit() or not low <= int(value) <= high:
+    if not _WHOLE_NUMBER.fullmatch(value.strip()) or not low <= int(value) <= high:
         raise ShareError(f"{name}={value[:20]!r} must be a whole number from {low} to {high}.")
     return int(value)
 
@@ -95,9 +101,15 @@ def _query_path(value: str) -> str:
     return path.as_posix()
 
 
+def _upload(value: str) -> str:
+    if not is_upload_id(value.strip()):
+        raise ShareError(f"u={value[:40]!r} is not an upload id ({UPLOAD_ID_LENGTH} hexadecimal digits).")
+    return value.strip()
+
+
 def _box(value: str) -> Region:
     parts = value.split(",")
-    if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+    if len(parts) != 4 or not all(_WHOLE_NUMBER.fullmatch(p.strip()) for p in parts):
         raise ShareError(f"box={value[:40]!r} must be four whole numbers x0,y0,x1,y1.")
     x0, y0, x1, y1 = (int(p) for p in parts)
     if min(x0, y0) < 0:
@@ -112,7 +124,7 @@ def to_params(state: SharedSearch) -> dict[str, str]:
     """The URL parameters of ``state`` (unset fields are left out)."""
     params: dict[str, str] = {}
     for name, value in (("data", state.dataset), ("model", state.model), ("layer", state.layer),
-                        ("grid", state.grid), ("q", state.query), ("k", state.top_k)):
+                        ("grid", state.grid), ("q", state.query), ("u", state.upload), ("k", state.top_k)):
         if value is not None:
             params[name] = str(value)
     if state.exclude_query is not None:
@@ -141,7 +153,11 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
     take("model", "model", lambda v: _text("model", v))
     take("layer", "layer", lambda v: _text("layer", v))
     take("grid", "grid", lambda v: _integer("grid", v, 1, MAX_GRID))
-    take("query", "q", _query_path)
+    if "q" in values and "u" in values:
+        problems.append(ShareError("The link names both a dataset image (q=) and an upload (u=); it can hold only one."))
+    else:
+        take("query", "q", _query_path)
+        take("upload", "u", _upload)
     take("top_k", "k", lambda v: _integer("k", v, 1, MAX_TOP_K))
     if "x" in values:
         if values["x"] in ("0", "1"):
@@ -153,7 +169,7 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
     else:
         take("region", "box", _box)
         take("region", "mask", lambda v: Region(grid_mask=decode_mask(v)))
-    if "region" in fields and "query" not in fields:
-        problems.append(ShareError("The link has a region but no usable query image (q=); the region is ignored."))
+    if "region" in fields and "query" not in fields and "upload" not in fields:
+        problems.append(ShareError("The link has a region but no usable query image (q= or u=); the region is ignored."))
         del fields["region"]
     return SharedSearch(**fields), problems  # type: ignore[arg-type]

@@ -1,0 +1,149 @@
+"""Dataset map: the sidebar dataset's images in nested clusters, with each cluster's most central images.
+
+Choosing a cluster (a click on the treemap, or the picker) filters the Search page's gallery to
+it; the Search page's current top-k are outlined on the map.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+
+from app_pages import common, result_filters
+from vfs.api import FeatureSearch
+from vfs.catalog import manifest_token
+from vfs.dashboard import CacheState, Selection, display_path
+from vfs.dataset_map import ROOT, DatasetMap, clicked_cluster, dataset_map
+from vfs.errors import VfsError
+from vfs.plots import dataset_treemap
+from vfs.subset import Subset
+
+CLUSTER_KEY = "map_cluster"
+CHART_KEY = "map_chart"
+CENTRAL_IMAGES = 6
+PREVIEW_SIDE = 160
+
+
+def image_count(count: int) -> str:
+    return f"{count:,} image{'' if count == 1 else 's'}"
+
+
+@st.cache_resource(show_spinner="Clustering the dataset…", max_entries=8)
+def get_map(cache_path: str, token: int | None, levels: tuple[int, ...], _search: FeatureSearch) -> DatasetMap:
+    """One map per cache version and levels, shared by every session."""
+    return dataset_map(_search.cache, levels, central=CENTRAL_IMAGES)
+
+
+def subset_of(current: Selection, clusters: DatasetMap, cluster_id: str) -> Subset:
+    cluster = clusters.cluster(cluster_id)
+    return Subset(current.root, f"cluster {cluster_id}", frozenset(clusters.paths[row] for row in cluster.rows))
+
+
+def chosen_cluster(current: Selection, clusters: DatasetMap) -> str:
+    """The cluster of this map that filters the Search gallery; the root when none does."""
+    subset = result_filters.current_subset(current.root)
+    if subset is None:
+        return ROOT
+    return next((cluster.id for cluster in clusters.clusters if cluster.id != ROOT and cluster.size == len(subset.paths)
+                 and subset_of(current, clusters, cluster.id) == subset), ROOT)
+
+
+def choose_cluster(current: Selection, clusters: DatasetMap, cluster_id: str) -> None:
+    """Make ``cluster_id`` the Search gallery's filter (the root clears it)."""
+    result_filters.choose_subset(None if cluster_id == ROOT else subset_of(current, clusters, cluster_id))
+
+
+def take_click(current: Selection, clusters: DatasetMap) -> None:
+    chosen = clicked_cluster(st.session_state.get(CHART_KEY))
+    if chosen is not None and chosen in {cluster.id for cluster in clusters.clusters}:
+        choose_cluster(current, clusters, chosen)
+
+
+def take_pick(current: Selection, clusters: DatasetMap) -> None:
+    choose_cluster(current, clusters, st.session_state[CLUSTER_KEY])
+
+
+def central_images(current: Selection, clusters: DatasetMap, cluster_id: str, count: int, columns: int) -> None:
+    cluster = clusters.cluster(cluster_id)
+    cells = st.columns(columns)
+    for position, row in enumerate(cluster.central[:count]):
+        path = clusters.paths[row]
+        label = clusters.labels[row]
+        cells[position % columns].image(common.preview_jpeg(str(current.root / path), PREVIEW_SIDE), width="stretch",
+                                        caption=f"{path.rsplit('/', 1)[-1]}" + (f" · {label}" if label else ""))
+
+
+def cluster_panel(current: Selection, clusters: DatasetMap, chosen: str) -> None:
+    """Beside the treemap: the chosen cluster's central images and labels, or each top cluster's."""
+    if chosen == ROOT:
+        earlier = result_filters.current_subset(current.root)
+        if earlier is not None:  # chosen on a map with other cluster counts
+            st.info(f"The Search page's gallery is filtered to {earlier.description} of another map "
+                    f"({image_count(len(earlier.paths))}).", icon=":material/filter_alt:")
+            st.button("Clear the filter", key="map_clear_earlier", on_click=choose_cluster,
+                      args=(current, clusters, ROOT))
+        st.markdown("**The most central images of each cluster**")
+        for cluster in clusters.children(ROOT):
+            st.caption(f"{cluster.title} · {image_count(cluster.size)}")
+            central_images(current, clusters, cluster.id, 4, 4)
+        return
+    cluster = clusters.cluster(chosen)
+    st.markdown(f"**{cluster.title}** · {image_count(cluster.size)}")
+    if cluster.vote:
+        st.caption("Labels: " + ", ".join(f"{label} {count}" for label, count in cluster.vote[:6])
+                   + (" …" if len(cluster.vote) > 6 else ""))
+    central_images(current, clusters, chosen, CENTRAL_IMAGES, 3)
+    st.info("The Search page's gallery now shows the best matches among this cluster's images.",
+            icon=":material/filter_alt:")
+    st.button("Clear the filter", key="map_clear", on_click=choose_cluster, args=(current, clusters, ROOT))
+
+
+def page() -> None:
+    current = common.selection()
+    st.header("Dataset map")
+    if current is None:
+        st.info("Choose a dataset folder, a model and a layer in the sidebar.")
+        return
+    st.caption(f"{current.describe()}. Images are grouped by their features at this layer (averaged over the grid; "
+               "Ward's hierarchical clustering). Click a cluster, or pick it below, to filter the Search page's "
+               "gallery to it; clusters holding the Search page's top-k are outlined in red.")
+    state, images = current.cache_state(len(common.dataset_paths(str(current.root))))
+    if state is CacheState.MISSING or images == 0:
+        st.info(f"There is no feature cache for {current.describe()} yet: open the Search or Index page to build it.")
+        return
+    try:
+        search = common.feature_search(current)
+    except VfsError as exc:
+        st.error(str(exc))
+        return
+    top_column, leaf_column = st.columns(2)
+    top = top_column.slider("Top-level clusters", 2, 12, 6, key="map_top")
+    leaves = leaf_column.slider("Clusters in all, at the second level", 2, 60, 24, key="map_leaves",
+                                help="At most this many; no more than the top level means one level only.")
+    clusters = get_map(str(current.cache_path), manifest_token(current.cache_path), tuple(sorted({top, leaves})),
+                       search)
+    ids = [cluster.id for cluster in clusters.clusters]
+    chosen = chosen_cluster(current, clusters)
+    st.session_state[CLUSTER_KEY] = chosen  # the filter is the state: the picker follows it from any page
+    top_k = clusters.rows_of(result_filters.last_top_k(current.root))
+    hits = clusters.hits(top_k) if len(top_k) else {}
+    map_column, panel_column = st.columns([3, 2])
+    with map_column:
+        st.plotly_chart(dataset_treemap(clusters, hits, len(top_k), chosen), key=CHART_KEY,
+                        on_select=functools.partial(take_click, current, clusters), selection_mode="points",
+                        config={"displaylogo": False})
+        st.selectbox("Cluster", ids, key=CLUSTER_KEY, on_change=take_pick, args=(current, clusters),
+                     format_func=lambda i: f"{clusters.cluster(i).title} ({image_count(clusters.cluster(i).size)})")
+        if len(top_k):
+            found = sorted(((n, i) for i, n in hits.items() if n and i != ROOT and i not in
+                            {c.parent for c in clusters.clusters}), reverse=True)
+            st.caption(f"The Search page's top {len(top_k)} fall in: "
+                       + ", ".join(f"{clusters.cluster(i).title.split(' · ')[0]} ({n})" for n, i in found))
+        else:
+            st.caption(f"Search on the Search page to mark its results here ({display_path(current.root)}).")
+    with panel_column:
+        cluster_panel(current, clusters, chosen)
+
+
+page()
