@@ -168,7 +168,8 @@ def read_link_once() -> None:
     st.session_state["link_layer_pending"] = shared.layer is not None
     st.session_state["link_query_pending"] = shared.query is not None or shared.upload is not None
     for key, value in (("dataset_text", shared.dataset), ("model_name", shared.model),
-                       ("top_k", shared.top_k), ("exclude_query", shared.exclude_query)):
+                       ("top_k", shared.top_k), ("exclude_query", shared.exclude_query),
+                       ("approximate", shared.approximate)):
         if value is not None:
             st.session_state[key] = value
 
@@ -183,14 +184,15 @@ def show_link_problems() -> None:
         st.warning("This link could not be followed exactly:\n\n" + "\n".join(f"- {p}" for p in problems))
 
 
-def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool) -> None:
+def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool,
+               approximate: bool = False) -> None:
     """Put the search on screen into the URL; an upload that is not kept on the server is left out."""
     params = to_params(SharedSearch(
         # the picker's name, which for a deployment's weights file is not the architecture's
         dataset=display_path(current.root), model=st.session_state.get("model_name") or current.model.name,
         layer=current.layer.name, grid=current.grid,
         query=query.dataset_path, upload=query.upload_id, region=region if query.shareable else None, top_k=top_k,
-        exclude_query=exclude_query))
+        exclude_query=exclude_query, approximate=approximate or None))
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
 
@@ -231,8 +233,8 @@ def model_picker(app: AppConfig, key: str, default: str | None = None) -> str:
         return st.selectbox("Model", model_names(), key=key, accept_new_options=True,
                             help="Models with bundled weights come first and work offline; any timm name can be typed.")
     return st.selectbox("Model", offered_models(policy.allow, policy.default, policy.folder), key=key,
-                        accept_new_options=True,
-                        help=f"The models this deployment offers; names matching {', '.join(policy.allow)} can be typed.")
+                        accept_new_options=True, help=f"The models this deployment offers; names matching "
+                                                      f"{', '.join(policy.allow)} can be typed.")
 
 
 def _model(app: AppConfig) -> FeatureModel | None:

@@ -8,10 +8,10 @@ import streamlit as st
 
 from app_pages import common
 from vfs.background import JobState
-from vfs.catalog import delete_cache, format_bytes, list_caches
-from vfs.dashboard import display_path
+from vfs.catalog import delete_cache, format_bytes, list_caches, read_cache
+from vfs.dashboard import Selection, display_path, region_index_problem
 from vfs.demo import DEMO_DIR
-from vfs.errors import CacheError
+from vfs.errors import CacheError, VfsError
 
 
 def ask_to_delete(path: Path | None) -> None:
@@ -26,6 +26,33 @@ def confirm_delete(cache_dir: Path, path: Path) -> None:
         st.session_state["delete_message"] = f"Deleted {path.name}."
     except (CacheError, OSError) as exc:
         st.session_state["delete_message"] = f"Could not delete {path.name}: {exc}"
+
+
+def region_index(current: Selection, read_only: bool) -> None:
+    """The approximate first stage of the selected cache: its state, and a button that builds it."""
+    if read_cache(current.cache_path) is None:
+        return
+    try:
+        search = common.feature_search(current)
+    except VfsError as exc:
+        st.error(str(exc))
+        return
+    problem = region_index_problem(search)
+    if problem is None:
+        st.caption("Region index ready: the Search page offers approximate search.")
+        return
+    st.caption(f"Approximate search: {problem}")
+    if read_only or not st.button("Build the region index", help="Pooled window descriptors in FAISS: searches then "
+                                  "score only the images it proposes. Worth it for very large datasets; it takes "
+                                  "about 6 minutes per million images on 2 cores."):
+        return
+    try:
+        with st.spinner(f"Building the region index of {len(search.cache):,} images…"):
+            search.build_region_index()
+    except VfsError as exc:
+        st.error(f"Could not build the region index: {exc}")
+        return
+    st.rerun()
 
 
 def page() -> None:
@@ -55,6 +82,8 @@ def page() -> None:
                        f"{len(summary.skipped):,} skipped, {summary.images:,} in the cache, {summary.seconds:.1f} s.")
         elif job is not None and job.error:
             st.error(f"Last build failed: {job.error}")
+        if not running:
+            region_index(current, app.read_only)
 
     st.subheader("On disk")
     message = st.session_state.pop("delete_message", None)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
@@ -21,12 +22,14 @@ from vfs.dashboard import (
     SearchOutcome,
     Selection,
     canvas_size,
+    describe_search,
     display_path,
     filter_paths,
     keep_upload,
     link_query,
     load_upload,
     page_of,
+    region_index_problem,
     run_search,
     window_heatmap,
 )
@@ -43,6 +46,8 @@ THUMBNAIL_SIDE = 256
 PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
 GALLERY_COLUMNS = 4
+#: Caches of at least this many images search approximately by default when they have a region index.
+APPROXIMATE_FROM = 100_000
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 STROKE_COLOUR = "rgba(255, 72, 0, 0.6)"
 FILL_COLOUR = "rgba(255, 72, 0, 0.25)"
@@ -179,13 +184,13 @@ class ShownSearch:
 
 
 def searched(search: FeatureSearch, current: Selection, query: QueryImage, region: Region, top_k: int,
-             exclude: bool) -> ShownSearch:
+             exclude: bool, approximate: bool) -> ShownSearch:
     """Run the search unless the same one ran last."""
-    key = (id(search), query.key, region.token, top_k, exclude)
+    key = (id(search), query.key, region.token, top_k, exclude, approximate)
     last: ShownSearch | None = st.session_state.get("last_search")
     if last is not None and last.key == key:
         return last
-    outcome = run_search(search, current.root, query, region, top_k, exclude)
+    outcome = run_search(search, current.root, query, region, top_k, exclude, approximate)
     matches = outcome.result.matches
     thumbnails = match_jpegs([(current.root / m.path, m.box) for m in matches], THUMBNAIL_SIDE)
     shown = ShownSearch(key, outcome, st.session_state.get("searches", 0) + 1, thumbnails)
@@ -241,7 +246,19 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                         st.rerun()
         # last in the gallery, so once it shows this search's number every thumbnail above is this search's
         shareable = " · the page's address now reproduces this search" if shown.outcome.query.shareable else ""
-        st.caption(f"Top {len(matches)} of {len(search.cache):,} images (search #{shown.number}){shareable}")
+        approximate = ", approximate" if shown.outcome.result.approximate else ""
+        st.caption(f"Top {len(matches)} of {len(search.cache):,} images{approximate} "
+                   f"(search #{shown.number}){shareable}")
+
+
+def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool:
+    """Offered when the cache has a region index (``vfs index --ann``); on by default for large caches."""
+    if region_index_problem(search) is not None:
+        return False
+    st.session_state.setdefault("approximate", len(search.cache) >= APPROXIMATE_FROM)
+    return place.toggle("Approximate (region index)", key="approximate",
+                        help="Score exactly only the images the region index proposes: much faster on very large "
+                             "datasets, but an image it misses is not shown.")
 
 
 @st.fragment
@@ -296,19 +313,18 @@ def workspace(current: Selection) -> None:
         st.session_state.setdefault("top_k", 12)
         top_k = k_column.slider("Results (k)", 1, MAX_TOP_K, key="top_k")
         exclude = exclude_column.toggle("Exclude the query image", key="exclude_query")
-        common.write_link(current, query, region, top_k, exclude)
+        approximate = approximate_toggle(search, exclude_column)
+        common.write_link(current, query, region, top_k, exclude, approximate)
         if region is None:
             st.info("Draw on the query image (brush or rectangle) to search.")
             return
         try:
-            shown = searched(search, current, query, region, top_k, exclude)
+            shown = searched(search, current, query, region, top_k, exclude, approximate)
         except VfsError as exc:
             st.error(str(exc))
             return
         result = shown.outcome.result
-        st.caption(f"Searched {len(search.cache):,} images in {result.seconds * 1000:.0f} ms "
-                   f"({shown.outcome.seconds * 1000:.0f} ms with the query's features, {result.backend}) · "
-                   f"window {result.window_shape[0]}×{result.window_shape[1]} cells")
+        st.caption(describe_search(shown.outcome, len(search.cache)))
         if not result.matches:
             st.info("No image to show (is the query the only image?).")
             return

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from app_support import ConstructedCase, canvas_key, canvas_rect, canvas_stroke, draw, run_until
 from PIL import Image
 
@@ -336,3 +337,48 @@ def test_the_drawn_region_is_back_on_the_canvas_after_visiting_another_page(dash
     assert not app.exception
     assert app.session_state["seed_region"] == drawn  # redrawn on the canvas as the starting drawing
     assert app.session_state["search_region"] == drawn and gallery_captions(app) == captions
+
+
+def test_a_cache_with_a_region_index_offers_approximate_search_and_says_so(dashboard, private_case):
+    from vfs.api import FeatureSearch
+
+    exact = opened(dashboard, private_case)
+    assert "approximate" not in [toggle.key for toggle in exact.toggle]  # no region index yet
+
+    pytest.importorskip("faiss")
+    FeatureSearch(private_case.data, cache_dir=private_case.cache_dir).build_region_index()
+    app = opened(dashboard, private_case)
+    assert app.toggle(key="approximate").value is False  # small caches search exactly by default
+    app.toggle(key="exclude_query").set_value(True)
+    app.toggle(key="approximate").set_value(True)
+    draw(app, canvas_rect(private_case.patch_box))
+    app.run()
+    assert not app.exception
+    assert gallery_captions(app)[0].endswith("target.png")
+    captions = [caption.value for caption in app.caption]
+    assert any(c.startswith("Approximate: the region index's") and "scored exactly" in c for c in captions)
+    assert any(", approximate (search #" in c for c in captions)
+    assert app.session_state["last_search"].outcome.result.approximate
+    assert app.query_params["a"] == "1"
+
+    collaborator = opened(dashboard, private_case, query_params=dict(app.query_params))
+    assert collaborator.toggle(key="approximate").value is True
+    assert collaborator.session_state["last_search"].outcome.result.approximate
+
+
+def test_index_page_builds_the_region_index_for_approximate_search(dashboard, private_case):
+    pytest.importorskip("faiss")
+    read_only = opened(dashboard, private_case, VFS_READ_ONLY="1")
+    read_only.switch_page("app_pages/index.py").run()
+    assert any("has no region index" in caption.value for caption in read_only.caption)
+    assert "Build the region index" not in [button.label for button in read_only.button]
+
+    app = opened(dashboard, private_case)
+    app.switch_page("app_pages/index.py").run()
+    assert any("has no region index" in caption.value for caption in app.caption)
+    build = next(button for button in app.button if button.label == "Build the region index")
+    build.click().run()
+    assert not app.exception
+    assert any("Region index ready" in caption.value for caption in app.caption)
+    app.switch_page("app_pages/search.py").run()
+    assert app.toggle(key="approximate").value is False

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,9 @@ from vfs.indexing import (DEFAULT_CACHE_DIR, SHARD_IMAGES, ExtractionEngine, Ind
 from vfs.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
 from vfs.search import Query, SearchResult, SimilarityBackend, search
 from vfs.sources import is_uri
+
+if TYPE_CHECKING:
+    from vfs.ann import RegionIndex
 
 ImageSource = str | Path | bytes | Image.Image
 
@@ -86,6 +89,7 @@ class FeatureSearch:
         self.cache_dir = Path(cache_dir).expanduser()
         self.backend = backend
         self._cache: FeatureCache | None = None
+        self._region_index: RegionIndex | None = None
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._layer_name, self._grid = layer, grid
@@ -113,7 +117,7 @@ class FeatureSearch:
                 if self.card is not None and model.card != self.card:
                     with self._lock:
                         self._use(model.card)
-                        self._cache = None
+                        self._cache = self._region_index = None
                 self._model = model
             return self._model
 
@@ -144,7 +148,7 @@ class FeatureSearch:
         summary = build_index(self.location, model, self.layer, self.spec.grid, self.cache_dir, batch_size,
                               workers, progress, cancel, shard_images=shard_images, engine=extractor)
         with self._lock:
-            self._cache = None
+            self._cache = self._region_index = None
         return summary
 
     @property
@@ -197,15 +201,42 @@ class FeatureSearch:
 
     def search(self, image: ImageSource, mask: np.ndarray | str | Path | None = None,
                box: tuple[float, float, float, float] | None = None, top_k: int = 20,
-               exclude_query: bool = False) -> SearchResult:
-        """Top-k images whose best window matches the region of ``image`` (mask or box, in its pixels)."""
+               exclude_query: bool = False, approximate: bool = False, candidates: int | None = None) -> SearchResult:
+        """Top-k images whose best window matches the region of ``image`` (mask or box, in its pixels).
+
+        ``approximate``: score exactly only the ``candidates`` images the cache's region index
+        proposes (:attr:`region_index`); the result is an :class:`~vfs.ann.ApproximateSearchResult`.
+        """
         features, size = self.query_features(image)
         query = Query(features, self.grid_mask(size, mask=mask, box=box))
         exclude = None
         if exclude_query and not isinstance(image, (bytes, Image.Image)):
             row = self._cache_row(Path(image).expanduser())
             exclude = [row] if row is not None else None
+        if approximate:
+            return self.region_index.search(query, top_k, exclude, candidates, backend=self.backend)
         return search(self.cache, query, top_k=top_k, exclude=exclude, backend=self.backend)
+
+    def build_region_index(self) -> RegionIndex:
+        """Build (or rebuild) the cache's region index for approximate search; needs FAISS (``vfs[ann]``)."""
+        from vfs.ann import RegionIndex
+
+        index = RegionIndex.build(self.cache)
+        with self._lock:
+            self._region_index = index
+        return index
+
+    @property
+    def region_index(self) -> RegionIndex:
+        """The approximate first stage of the cache (:mod:`vfs.ann`, built by ``vfs index --ann``), opened
+        once; a :class:`~vfs.errors.VfsError` says why there is none (not built, out of date, no FAISS)."""
+        cache = self.cache
+        with self._lock:
+            if self._region_index is None or self._region_index.cache is not cache:
+                from vfs.ann import RegionIndex
+
+                self._region_index = RegionIndex.open(cache)
+            return self._region_index
 
 
 __all__ = ["FeatureSearch", "ImageError"]

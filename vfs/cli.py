@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from vfs._progress import ProgressBar
 from vfs.errors import VfsError
@@ -135,26 +134,13 @@ def _run(args: argparse.Namespace) -> int:
     summary = fs.index(args.batch_size, args.workers, progress, shard_images=args.shard_images, engine=args.engine)
     if args.command == "index":
         if args.ann and not summary.cancelled:
-            from vfs.ann import RegionIndex
-            from vfs.cache import FeatureCache
-
-            RegionIndex.build(FeatureCache.open(summary.cache_dir))
+            fs.build_region_index()
         _print_summary(summary, args.json)
         return 0
     if not args.json:
         _print_summary(summary, False)
-    if args.approximate:
-        from vfs.ann import approximate_search
-        from vfs.search import Query
-
-        features, size = fs.query_features(args.query)
-        row = fs._cache_row(Path(args.query).expanduser()) if args.exclude_query else None
-        result = approximate_search(fs.cache, Query(features, fs.grid_mask(size, mask=args.mask, box=args.box)),
-                                    top_k=args.top_k, exclude=None if row is None else [row],
-                                    candidates=args.candidates)
-    else:
-        result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k,
-                           exclude_query=args.exclude_query)
+    result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k, exclude_query=args.exclude_query,
+                       approximate=args.approximate, candidates=args.candidates)
     approximate = {"approximate": True, "candidates": result.candidates} if args.approximate else {"approximate": False}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],

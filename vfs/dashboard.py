@@ -26,7 +26,7 @@ from vfs.cache import CacheSpec, cache_path, cell_norms2
 from vfs.catalog import read_cache
 from vfs.demo import DEMO_DIR
 from vfs.deploy import Access, Deployment, UploadLimits, load_deployment
-from vfs.errors import DatasetError, ImageError
+from vfs.errors import DatasetError, ImageError, VfsError
 from vfs.images import load_image
 from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, Progress, build_index, cache_spec
 from vfs.models import FeatureModel, LayerInfo
@@ -290,11 +290,29 @@ class SearchOutcome:
 
 
 def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
-               exclude_query: bool) -> SearchOutcome:
+               exclude_query: bool, approximate: bool = False) -> SearchOutcome:
     started = time.perf_counter()
-    result = search.search(query.source(root), top_k=top_k, exclude_query=exclude_query,
+    result = search.search(query.source(root), top_k=top_k, exclude_query=exclude_query, approximate=approximate,
                            **region.search_arguments(search.grid))  # type: ignore[arg-type]
     return SearchOutcome(result, query, region, time.perf_counter() - started)
+
+
+def describe_search(outcome: SearchOutcome, images: int) -> str:
+    """What was searched and how long it took; an approximate search says so."""
+    result = outcome.result
+    scope = (f"Approximate: the region index's {result.candidates:,} candidates of {images:,} images scored exactly"
+             if result.approximate else f"Searched {images:,} images")
+    return (f"{scope} in {result.seconds * 1000:.0f} ms ({outcome.seconds * 1000:.0f} ms with the query's features, "
+            f"{result.backend}) · window {result.window_shape[0]}×{result.window_shape[1]} cells")
+
+
+def region_index_problem(search: FeatureSearch) -> str | None:
+    """Why the cache cannot be searched approximately (no region index, out of date, no FAISS), or None."""
+    try:
+        search.region_index  # noqa: B018 - opened once, here, so the first approximate search is quick
+    except VfsError as exc:
+        return str(exc)
+    return None
 
 
 def window_heatmap(search: FeatureSearch, root: Path, query: QueryImage, region: Region, index: int) -> np.ndarray:

@@ -101,6 +101,8 @@ class SearchResult:
     matches: list[Match] = field(default_factory=list)
     seconds: float = 0.0
     backend: str = ""
+    approximate: bool = False  # True: only the candidates a region index chose were scored (vfs.ann)
+    candidates: int | None = None  # how many images an approximate search scored
 
 
 class SimilarityBackend(ABC):

@@ -4,7 +4,8 @@ Parameters (all optional): ``data`` (dataset folder), ``model``, ``layer``, ``gr
 image, relative to the dataset folder) or ``u`` (an uploaded query image kept on the server, see
 :mod:`vfs.uploads`), the region as ``box=x0,y0,x1,y1`` (query image pixels)
 or ``mask=G.<base64url>`` (the G×G cell weights, one byte each, zlib-compressed), ``k`` (results)
-and ``x`` (``1`` leaves the query image out of the results).
+``x`` (``1`` leaves the query image out of the results) and ``a`` (``1``: the approximate search of
+the cache's region index).
 
 Decoding never raises for a bad parameter: it keeps what is valid and reports each problem
 as a :class:`ShareError` message meant for the person who opened the link.
@@ -48,6 +49,7 @@ class SharedSearch:
     region: Region | None = None
     top_k: int | None = None
     exclude_query: bool | None = None
+    approximate: bool | None = None
 
 
 def encode_mask(grid_mask: np.ndarray) -> str:
@@ -127,8 +129,9 @@ def to_params(state: SharedSearch) -> dict[str, str]:
                         ("grid", state.grid), ("q", state.query), ("u", state.upload), ("k", state.top_k)):
         if value is not None:
             params[name] = str(value)
-    if state.exclude_query is not None:
-        params["x"] = "1" if state.exclude_query else "0"
+    for name, flag in (("x", state.exclude_query), ("a", state.approximate)):
+        if flag is not None:
+            params[name] = "1" if flag else "0"
     if state.region is not None and state.region.box is not None:
         params["box"] = ",".join(str(v) for v in state.region.box)
     elif state.region is not None and state.region.grid_mask is not None:
@@ -159,11 +162,12 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
         take("query", "q", _query_path)
         take("upload", "u", _upload)
     take("top_k", "k", lambda v: _integer("k", v, 1, MAX_TOP_K))
-    if "x" in values:
-        if values["x"] in ("0", "1"):
-            fields["exclude_query"] = values["x"] == "1"
-        else:
-            problems.append(ShareError(f"x={values['x'][:20]!r} must be 0 or 1."))
+    for field_name, name in (("exclude_query", "x"), ("approximate", "a")):
+        if name in values:
+            if values[name] in ("0", "1"):
+                fields[field_name] = values[name] == "1"
+            else:
+                problems.append(ShareError(f"{name}={values[name][:20]!r} must be 0 or 1."))
     if "box" in values and "mask" in values:
         problems.append(ShareError("The link has both box= and mask=; it can hold only one region."))
     else:
