@@ -29,6 +29,7 @@ from vfs.indexing import (DEFAULT_CACHE_DIR, SHARD_IMAGES, ExtractionEngine, Ind
                           cache_spec, get_engine)
 from vfs.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
 from vfs.search import Query, SearchResult, SimilarityBackend, search
+from vfs.mirror import DEFAULT_MIRROR_ROOT, is_remote, mirror_folder, pull_cache, push_cache
 from vfs.sources import is_uri
 
 if TYPE_CHECKING:
@@ -82,11 +83,14 @@ class FeatureSearch:
     def __init__(self, data: str | Path, model: str | FeatureModel = DEFAULT_MODEL, layer: str | None = None,
                  grid: int | None = None, weights: str | Path | None = None,
                  cache_dir: str | Path = DEFAULT_CACHE_DIR, device: str | None = None,
-                 backend: SimilarityBackend | str = "auto"):
+                 backend: SimilarityBackend | str = "auto", mirror_root: str | Path = DEFAULT_MIRROR_ROOT):
         self.data = Path(data).expanduser()
         # where the images are read from for indexing: the folder, or a pyarrow.fs URI as given
         self.location: str | Path = data if is_uri(data) else self.data
-        self.cache_dir = Path(cache_dir).expanduser()
+        # a cache directory on object storage is mirrored in a local folder (see vfs.mirror)
+        self.cache_store = str(cache_dir) if is_remote(cache_dir) else None
+        self.cache_dir = (mirror_folder(str(cache_dir), mirror_root) if self.cache_store is not None
+                          else Path(cache_dir).expanduser())
         self.backend = backend
         self._cache: FeatureCache | None = None
         self._region_index: RegionIndex | None = None
@@ -145,11 +149,22 @@ class FeatureSearch:
             raise TypeError("engine options apply to an engine given by name")
         extractor = get_engine(engine, workers=workers, **engine_options) if isinstance(engine, str) else engine
         model = self.model
+        self._pull()  # a mirrored cache is brought up to date first, so only what is new is extracted
         summary = build_index(self.location, model, self.layer, self.spec.grid, self.cache_dir, batch_size,
                               workers, progress, cancel, shard_images=shard_images, engine=extractor)
+        if self.cache_store is not None and summary.images:
+            push_cache(self.cache_path, self.cache_store, self._relative_cache_path)
         with self._lock:
             self._cache = self._region_index = None
         return summary
+
+    @property
+    def _relative_cache_path(self) -> str:
+        return self.cache_path.relative_to(self.cache_dir).as_posix()
+
+    def _pull(self) -> None:
+        if self.cache_store is not None:
+            pull_cache(self.cache_store, self._relative_cache_path, self.cache_path)
 
     @property
     def cache(self) -> FeatureCache:
@@ -164,6 +179,7 @@ class FeatureSearch:
     def _open_cache(self) -> FeatureCache:
         with self._lock:
             if self._cache is None:
+                self._pull()
                 self._cache = FeatureCache.open(self.cache_path, self.data)
             return self._cache
 

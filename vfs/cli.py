@@ -9,7 +9,6 @@ import sys
 from vfs._progress import ProgressBar
 from vfs.errors import VfsError
 from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, list_engines
-from vfs.sources import is_uri
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -28,7 +27,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                         help="auto (default), bundled, pretrained, untrained, or a .safetensors/.pth file")
     parser.add_argument("--layer", default=None, help="layer name (see `vfs layers MODEL`; default: the model's)")
     parser.add_argument("--grid", type=int, default=None, help="grid size G (default: layer size, at most 14)")
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where caches live (default: %(default)s)")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR),
+                        help="where caches live (default: %(default)s); a pyarrow.fs URI such as s3://bucket/caches "
+                             "is mirrored in ~/.cache/vfs/mirrors")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2,
                         help="image decoding threads (local engine) or model actors (ray engine)")
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                             "(needs pip install 'vfs[ann]')")
 
     find = commands.add_parser("search", help="find the images most similar to a region of a query image")
-    find.add_argument("data", help="folder of images; what is not yet indexed is indexed first")
+    find.add_argument("data", help="folder of images or pyarrow.fs URI; what is not yet indexed is indexed first")
     _add_model_args(find)
     find.add_argument("--query", required=True, help="query image (in the dataset or not)")
     region = find.add_mutually_exclusive_group(required=True)
@@ -126,9 +127,6 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"  {layer.describe()}{default}")
         return 0
 
-    if args.command == "search" and is_uri(args.data):
-        raise VfsError("vfs search reads the query and the results' images from a local folder; index a URI "
-                       "with `vfs index` and search its cache from Python (see docs/scale-out.md).")
     fs = _feature_search(args)
     progress = None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}")
     summary = fs.index(args.batch_size, args.workers, progress, shard_images=args.shard_images, engine=args.engine)
