@@ -185,14 +185,14 @@ def show_link_problems() -> None:
 
 
 def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool,
-               approximate: bool = False) -> None:
+               approximate: bool | None = None) -> None:
     """Put the search on screen into the URL; an upload that is not kept on the server is left out."""
     params = to_params(SharedSearch(
         # the picker's name, which for a deployment's weights file is not the architecture's
         dataset=display_path(current.root), model=st.session_state.get("model_name") or current.model.name,
         layer=current.layer.name, grid=current.grid,
         query=query.dataset_path, upload=query.upload_id, region=region if query.shareable else None, top_k=top_k,
-        exclude_query=exclude_query, approximate=approximate or None))
+        exclude_query=exclude_query, approximate=approximate))
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
 
@@ -283,7 +283,9 @@ def sidebar(app: AppConfig) -> Selection | None:
         if model is None:
             return None
         layer_name, grid = _layer_and_grid(model)
-        current = None if root is None else Selection(root, model, model.layer(layer_name), grid, app.cache_dir)
+        weights_file = app.resolve_model(st.session_state["model_name"])[1]
+        current = None if root is None else Selection(root, model, model.layer(layer_name), grid, app.cache_dir,
+                                                      weights_file)
         # the pages show the build of the selected cache; other builds keep going and are shown here
         others = [job.path for job in index_jobs().running() if current is None or job.path != current.cache_path]
         if others:

@@ -45,7 +45,9 @@ QUERY_SIDE = 260
 
 def selection_of(setup: Setup) -> Selection:
     model = common.named_model(setup.model)
-    return Selection(setup.dataset, model, model.layer(setup.layer), setup.grid, common.config().cache_dir)
+    app = common.config()
+    return Selection(setup.dataset, model, model.layer(setup.layer), setup.grid, app.cache_dir,
+                     app.resolve_model(setup.model)[1])
 
 
 def setups() -> list[Setup]:
@@ -129,9 +131,7 @@ def cache_ready(position: int, selection: Selection) -> bool:
     if not paths:
         st.error(f"No images in {display_path(selection.root)}.")
     elif common.config().read_only:
-        st.warning(f"No feature cache, and this deployment is read-only: `vfs index {display_path(selection.root)} "
-                   f"--model {selection.model.name} --layer {selection.layer.name} --grid {selection.grid} "
-                   f"--cache-dir {display_path(selection.cache_dir)}`.")
+        st.warning(f"No feature cache, and this deployment is read-only: `{selection.index_command()}`.")
     else:
         if job is not None and job.state is JobState.FAILED:
             st.error(f"Indexing failed: {job.error}")

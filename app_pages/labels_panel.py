@@ -57,6 +57,9 @@ def show(search: FeatureSearch, shown: Any) -> None:
     cache = search.cache
     if not cache.has_labels():
         return
+    if shown.outcome.result.approximate:  # only the candidates were scored: per-label figures would mislead
+        st.caption("Label consistency and scores per label need every image scored; turn off Approximate to see them.")
+        return
     sentence, precision = _memo("label_consistency", (shown.number,), lambda: _consistency(search, shown))
     st.markdown(sentence)
     if precision is not None:

@@ -121,7 +121,8 @@ def page() -> None:
     top = top_column.slider("Top-level clusters", 2, 12, 6, key="map_top")
     leaves = leaf_column.slider("Clusters in all, at the second level", 2, 60, 24, key="map_leaves",
                                 help="At most this many; no more than the top level means one level only.")
-    clusters = get_map(str(current.cache_path), manifest_token(current.cache_path), tuple(sorted({top, leaves})),
+    levels = (top,) if leaves <= top else (top, leaves)
+    clusters = get_map(str(current.cache_path), manifest_token(current.cache_path), levels,
                        search)
     ids = [cluster.id for cluster in clusters.clusters]
     chosen = chosen_cluster(current, clusters)

@@ -15,7 +15,8 @@ from streamlit_drawable_canvas import st_canvas
 from app_pages import common, labels_panel, result_filters
 from vfs.api import FeatureSearch
 from vfs.background import JobState
-from vfs.canvas import CanvasFit, drawing_to_region, region_objects
+from vfs.canvas import SEED_COLOUR, CanvasFit, drawing_to_region, region_objects
+from vfs.catalog import manifest_token
 from vfs.dashboard import (
     CacheState,
     QueryImage,
@@ -23,7 +24,6 @@ from vfs.dashboard import (
     Selection,
     canvas_size,
     describe_search,
-    display_path,
     filter_paths,
     keep_upload,
     link_query,
@@ -49,8 +49,8 @@ GALLERY_COLUMNS = 4
 #: Caches of at least this many images search approximately by default when they have a region index.
 APPROXIMATE_FROM = 100_000
 BRUSH, RECTANGLE = "Brush", "Rectangle"
-STROKE_COLOUR = "rgba(255, 72, 0, 0.6)"
-FILL_COLOUR = "rgba(255, 72, 0, 0.25)"
+STROKE_COLOUR = "rgba({}, {}, {}, 0.6)".format(*SEED_COLOUR)  # the colour a link's region is shaded in
+FILL_COLOUR = "rgba({}, {}, {}, 0.25)".format(*SEED_COLOUR)
 
 
 def choose_query(query: QueryImage) -> None:
@@ -126,8 +126,7 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
                 "change the layer or dataset in the sidebar.")
     elif read_only:
         st.error(f"There is no feature cache for {current.describe()}, and this deployment is read-only. "
-                 f"Build it with `vfs index {current.root} --model {current.model.name} --layer {current.layer.name} "
-                 f"--grid {current.grid} --cache-dir {display_path(current.cache_dir)}`.")
+                 f"Build it with `{current.index_command()}`.")
     elif job is not None and job.state is JobState.FAILED:
         st.error(f"Indexing failed: {job.error}")
         st.button("Try again", on_click=common.start_build, args=(current,))
@@ -168,7 +167,7 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
                 st.error(st.session_state["upload_error"])
             if st.session_state.get("upload_unshared"):
                 st.caption(f"Links will not name this upload: {st.session_state['upload_unshared']}")
-            elif common.config().upload_store is not None:
+            elif common.config().upload_store.writable:
                 st.caption("An upload is kept on this server, so the page's address can name it in a link.")
 
 
@@ -186,7 +185,8 @@ class ShownSearch:
 def searched(search: FeatureSearch, current: Selection, query: QueryImage, region: Region, top_k: int,
              exclude: bool, approximate: bool) -> ShownSearch:
     """Run the search unless the same one ran last."""
-    key = (id(search), query.key, region.token, top_k, exclude, approximate)
+    key = (str(current.cache_path), manifest_token(current.cache_path), query.key, region.token, top_k, exclude,
+           approximate)
     last: ShownSearch | None = st.session_state.get("last_search")
     if last is not None and last.key == key:
         return last
@@ -251,10 +251,14 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                    f"(search #{shown.number}){shareable}")
 
 
-def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool:
-    """Offered when the cache has a region index (``vfs index --ann``); on by default for large caches."""
-    if region_index_problem(search) is not None:
-        return False
+def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | None:
+    """Offered when the cache has a region index (``vfs index --ann``), on by default for large caches;
+    None when it is not offered."""
+    problem = region_index_problem(search)
+    if problem is not None:
+        if st.session_state.pop("approximate", False):  # asked for by a link
+            place.warning(f"The link asks for approximate search, which this cache cannot do: {problem}")
+        return None
     st.session_state.setdefault("approximate", len(search.cache) >= APPROXIMATE_FROM)
     return place.toggle("Approximate (region index)", key="approximate",
                         help="Score exactly only the images the region index proposes: much faster on very large "
@@ -319,7 +323,7 @@ def workspace(current: Selection) -> None:
             st.info("Draw on the query image (brush or rectangle) to search.")
             return
         try:
-            shown = searched(search, current, query, region, top_k, exclude, approximate)
+            shown = searched(search, current, query, region, top_k, exclude, bool(approximate))
         except VfsError as exc:
             st.error(str(exc))
             return

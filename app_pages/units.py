@@ -66,8 +66,8 @@ def page() -> None:
     channel_column, k_column = st.columns(2)
     with channel_column:
         channel = choose_channel(current, search.cache.channels)
-    k = k_column.slider("Exemplars", 1, min(MAX_EXEMPLARS, len(search.cache)), min(12, len(search.cache)),
-                        key="units_k")
+    most = min(MAX_EXEMPLARS, len(search.cache))
+    k = k_column.slider("Exemplars", 1, most, min(12, most), key="units_k") if most > 1 else 1
     found, thumbnails = exemplars(str(current.cache_path), manifest_token(current.cache_path), channel, k, search.cache)
     st.subheader(channel_name(current.layer.name, channel))
     for start in range(0, len(found), COLUMNS):

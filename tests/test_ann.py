@@ -161,3 +161,37 @@ def test_cli_builds_the_index_and_says_results_are_approximate(tmp_path, capsys,
     assert "approximate: the region index's 9 candidates scored exactly" in capsys.readouterr().out
     assert main(["search", str(photo_dir), *common, *query, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["approximate"] is False
+
+
+def test_two_sessions_building_the_region_index_at_once_build_it_once(tmp_path, lite0, photo_dir):
+    import threading
+
+    from vfs.api import FeatureSearch
+
+    fs = FeatureSearch(photo_dir, model=lite0, layer="blocks.4", grid=4, cache_dir=tmp_path / "cache")
+    fs.index(batch_size=4)
+    built, errors = [], []
+
+    def build() -> None:
+        try:
+            built.append(fs.build_region_index())
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(built) == 3
+    assert len({id(index) for index in built}) == 1  # the later callers found the first build
+    assert not [p.name for p in (fs.cache_path / "regions").iterdir() if ".tmp-" in p.name]
+    fresh = FeatureSearch(photo_dir, model=lite0, layer="blocks.4", grid=4, cache_dir=tmp_path / "cache")
+    assert fresh.search(photo_dir / "animals" / "chelsea.png", box=(40, 30, 300, 250), approximate=True).approximate
+
+
+def test_a_damaged_region_index_is_a_clear_error(real_cache):
+    index = RegionIndex.build(real_cache)
+    (RegionIndex.folder(real_cache) / f"size-{index.layouts[0].size}.faiss").write_bytes(b"garbage")
+    with pytest.raises(CacheError, match="damaged"):
+        RegionIndex.open(real_cache)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,8 @@ def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private
     assert collaborator.session_state["query"].upload_id == link["u"]
     assert gallery_captions(collaborator) == gallery_captions(app)
     assert not collaborator.warning
+    reader = opened(dashboard, constructed_case, query_params=link, VFS_READ_ONLY="1")  # opens, keeps nothing new
+    assert gallery_captions(reader) == gallery_captions(app) and not reader.warning
 
 
 def test_a_read_only_deployment_keeps_no_upload_and_says_links_cannot_name_it(dashboard, constructed_case):
@@ -185,9 +188,7 @@ def test_a_read_only_deployment_keeps_no_upload_and_says_links_cannot_name_it(da
     assert any("uploads are not kept" in caption.value for caption in app.caption)
     assert not (constructed_case.cache_dir / "uploads").exists()
 
-    refused = opened(dashboard, constructed_case, query_params={"u": "0" * 32}, VFS_READ_ONLY="1")
-    assert "does not keep uploads" in refused.warning[0].value
-    gone = opened(dashboard, constructed_case, query_params={"u": "0" * 32})
+    gone = opened(dashboard, constructed_case, query_params={"u": "0" * 32}, VFS_READ_ONLY="1")
     assert "no longer on this server" in gone.warning[0].value
     assert gone.session_state["query"].dataset_path == constructed_case.query  # the page still opens
 
@@ -364,6 +365,14 @@ def test_a_cache_with_a_region_index_offers_approximate_search_and_says_so(dashb
     collaborator = opened(dashboard, private_case, query_params=dict(app.query_params))
     assert collaborator.toggle(key="approximate").value is True
     assert collaborator.session_state["last_search"].outcome.result.approximate
+    app.toggle(key="approximate").set_value(False).run()
+    assert app.query_params["a"] == "0"  # an exact search stays exact for whoever opens the link
+
+    shutil.rmtree(private_case.cache_dir / next(private_case.cache_dir.glob("*/*/regions")).relative_to(
+        private_case.cache_dir))
+    no_index = opened(dashboard, private_case, query_params={**dict(collaborator.query_params), "a": "1"})
+    assert "asks for approximate search" in no_index.warning[0].value
+    assert not no_index.session_state["last_search"].outcome.result.approximate
 
 
 def test_index_page_builds_the_region_index_for_approximate_search(dashboard, private_case):

@@ -306,6 +306,10 @@ def test_the_picker_lists_the_default_then_allowed_names_then_files(models_folde
     (SignIn(True, None, ("*@example.org",)), {"is_logged_in": True, "email": "Ann@Example.org"}, Access.OPEN),
     (SignIn(True, None, ("*@example.org",)), {"is_logged_in": True, "email": "eve@example.org.evil"}, Access.DENIED),
     (SignIn(True, None, ("*@example.org",)), {"is_logged_in": True}, Access.DENIED),
+    (SignIn(True, None, ("*@example.org",)), {"is_logged_in": True, "email": "ann@example.org",
+                                              "email_verified": False}, Access.DENIED),
+    (SignIn(True, None, ("*@example.org",)), {"is_logged_in": True, "email": "ann@example.org",
+                                              "email_verified": True}, Access.OPEN),
 ])
 def test_who_sees_the_dashboard(sign_in, user, expected):
     assert sign_in.access(user) is expected

@@ -77,7 +77,7 @@ def test_choosing_a_cluster_filters_the_search_gallery_until_cleared(dashboard, 
     assert app.selectbox(key="map_cluster").value == ROOT  # cleared on the Search page, cleared here
 
     app.selectbox(key="map_cluster").set_value(first).run()
-    app.slider(key="map_leaves").set_value(3).run()  # another map: the filter names a cluster of the old one
+    app.slider(key="map_top").set_value(2).run()  # another map: the filter names a cluster of the old one
     assert app.selectbox(key="map_cluster").value == ROOT
     assert f"filtered to cluster {first} of another map" in app.info[0].value
     app.button(key="map_clear_earlier").click().run()

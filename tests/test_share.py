@@ -100,7 +100,7 @@ def test_unknown_parameters_are_ignored():
     assert problems == [] and state == SharedSearch()
 
 
-_NAMES = ["data", "model", "layer", "grid", "q", "u", "box", "mask", "k", "x"]
+_NAMES = ["data", "model", "layer", "grid", "q", "u", "box", "mask", "k", "x", "a"]
 _near_valid = st.one_of(
     st.from_regex(r"-?[0-9]{1,6}(,-?[0-9]{1,6}){0,4}", fullmatch=True),  # numbers and boxes
     st.from_regex(r"[0-9]{1,3}\.[A-Za-z0-9_\-=%]{0,40}", fullmatch=True),  # masks

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from app_support import canvas_rect, draw
+import shutil
+
+from app_support import ConstructedCase, canvas_rect, draw, run_until
+from conftest import package_photo
 
 from vfs.cache import FeatureCache
 from vfs.search import Query
@@ -92,3 +95,14 @@ def test_units_page_shows_k_exemplars_of_any_channel(dashboard, constructed_case
     app.run()
     assert "blocks.5 #3 belongs to blocks.5" in app.warning[0].value
     assert app.number_input(key="units_channel").value == 17
+
+
+def test_units_page_of_a_one_image_dataset_shows_its_one_exemplar(dashboard, tmp_path):
+    (tmp_path / "data").mkdir()
+    shutil.copy(package_photo("coffee.png"), tmp_path / "data" / "coffee.png")
+    app = dashboard(ConstructedCase(tmp_path / "data", tmp_path / "cache")).run()  # builds the one-image cache
+    run_until(app, lambda a: "canvas:data:coffee.png" in a.session_state)
+    app.switch_page("app_pages/units.py").run()
+    assert not app.exception, app.exception
+    assert not [slider for slider in app.slider if slider.key == "units_k"]
+    assert [caption for image in app.image for caption in image.captions if "coffee.png" in caption]

@@ -52,3 +52,35 @@ def test_bad_upload_parameters_are_reported():
     assert [str(p) for p in problems][0].startswith("u='../../etc/passwd' is not an upload id")
     decoded, problems = from_params({"u": "ab" * 16, "q": "a.png"})
     assert decoded.upload is None and decoded.query is None and "only one" in str(problems[0])
+
+
+def test_the_least_recently_used_uploads_go_when_the_folder_is_full(tmp_path):
+    import os
+
+    store = UploadStore(tmp_path, max_bytes=250)
+    first, second = store.put(b"a" * 100), store.put(b"b" * 100)
+    os.utime(tmp_path / first, ns=(1, 1))
+    os.utime(tmp_path / second, ns=(2, 2))
+    store.get(first)  # opened again: now the most recently used
+    third = store.put(b"c" * 100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first, third])
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import vfs.uploads
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vfs.uploads.os, "replace", full)
+    with pytest.raises(UploadError, match="No space left"):
+        UploadStore(tmp_path).put(b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_store_opens_uploads_and_keeps_no_new_one(tmp_path):
+    name = UploadStore(tmp_path).put(b"kept earlier")
+    reader = UploadStore(tmp_path, writable=False)
+    assert reader.get(name) == b"kept earlier"
+    with pytest.raises(UploadError, match="read-only"):
+        reader.put(b"new")

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,15 @@ class RegionIndex:
         self.cache = cache
         self.layouts = layouts
         self.indexes = indexes
+        self.version = self.stored_version(cache)
+
+    @classmethod
+    def stored_version(cls, cache: FeatureCache) -> int | None:
+        """Changes whenever the stored index is rewritten or removed (None: there is none)."""
+        try:
+            return (cls.folder(cache) / "regions.json").stat().st_mtime_ns
+        except OSError:
+            return None
 
     @staticmethod
     def folder(cache: FeatureCache) -> Path:
@@ -195,6 +205,7 @@ class RegionIndex:
                 index.add(vectors)
         built = cls(cache, layouts, indexes)
         built._write(_manifest_state(cache), descriptions, time.perf_counter() - started)
+        built.version = cls.stored_version(cache)
         return built
 
     def _write(self, manifest: list[list[Any]], factories: list[str], seconds: float) -> None:
@@ -202,13 +213,13 @@ class RegionIndex:
         folder.mkdir(exist_ok=True)
         (folder / "regions.json").unlink(missing_ok=True)  # until rewritten, the old index is never opened
         for layout, index in zip(self.layouts, self.indexes):
-            tmp = folder / f".size-{layout.size}.faiss.tmp-{os.getpid()}"
+            tmp = folder / f".size-{layout.size}.faiss.tmp-{os.getpid()}-{threading.get_ident()}"
             faiss.write_index(index, str(tmp))
             os.replace(tmp, folder / f"size-{layout.size}.faiss")
         meta = {"format": INDEX_FORMAT, "grid": self.cache.grid, "channels": self.cache.channels,
                 "images": len(self.cache), "manifest": manifest, "factories": factories,
                 "build_seconds": round(seconds, 2), "layouts": [dataclasses.asdict(lay) for lay in self.layouts]}
-        tmp = folder / f".regions.json.tmp-{os.getpid()}"
+        tmp = folder / f".regions.json.tmp-{os.getpid()}-{threading.get_ident()}"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, folder / "regions.json")
 
@@ -227,7 +238,11 @@ class RegionIndex:
             raise CacheError(f"The region index of {cache.path} is out of date (the cache changed); "
                              f"rebuild it with `vfs index --ann`.")
         layouts = [RegionLayout(d["size"], tuple(d["positions"])) for d in meta["layouts"]]
-        indexes = [faiss.read_index(str(folder / f"size-{layout.size}.faiss")) for layout in layouts]
+        try:
+            indexes = [faiss.read_index(str(folder / f"size-{layout.size}.faiss")) for layout in layouts]
+        except (RuntimeError, OSError) as exc:  # FAISS reports a missing or damaged file as RuntimeError
+            raise CacheError(f"The region index of {cache.path} is damaged ({str(exc).splitlines()[0][:200]}); "
+                             "rebuild it with `vfs index --ann`.") from None
         return cls(cache, layouts, indexes)
 
     def _layout_for(self, query: Query) -> int:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from vfs.cache import FeatureCache, cache_path
+from vfs.cache import FeatureCache, cache_path, locked
 from vfs.errors import CacheError, ImageError
 from vfs.geometry import box_to_grid, load_mask, mask_to_grid
 from vfs.images import DEFAULT_MAX_PIXELS, load_image
@@ -234,23 +234,34 @@ class FeatureSearch:
         return search(self.cache, query, top_k=top_k, exclude=exclude, backend=self.backend)
 
     def build_region_index(self) -> RegionIndex:
-        """Build (or rebuild) the cache's region index for approximate search; needs FAISS (``vfs[ann]``)."""
+        """Build the cache's region index for approximate search unless an up-to-date one exists; needs
+        FAISS (``vfs[ann]``). Holds the cache's lock: a second build (another session, another process)
+        waits, then finds the index built; an indexer waits too, the index describing the cache's shards."""
         from vfs.ann import RegionIndex
 
-        index = RegionIndex.build(self.cache)
-        with self._lock:
-            self._region_index = index
-        return index
+        cache = self.cache  # opened (and, when mirrored, pulled) before the lock, which pulling takes too
+        with locked(self.cache_path):
+            try:
+                return self.region_index
+            except CacheError:  # none yet, out of date or damaged
+                pass
+            index = RegionIndex.build(cache)
+            with self._lock:
+                self._region_index = index
+            return index
 
     @property
     def region_index(self) -> RegionIndex:
         """The approximate first stage of the cache (:mod:`vfs.ann`, built by ``vfs index --ann``), opened
-        once; a :class:`~vfs.errors.VfsError` says why there is none (not built, out of date, no FAISS)."""
+        once and again only when it is rewritten on disk; a :class:`~vfs.errors.VfsError` says why there
+        is none (not built, out of date, damaged, no FAISS)."""
+        from vfs.ann import RegionIndex
+
         cache = self.cache
         with self._lock:
-            if self._region_index is None or self._region_index.cache is not cache:
-                from vfs.ann import RegionIndex
-
+            index = self._region_index
+            if index is None or index.cache is not cache or index.version != RegionIndex.stored_version(cache):
+                self._region_index = None
                 self._region_index = RegionIndex.open(cache)
             return self._region_index
 

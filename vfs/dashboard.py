@@ -64,9 +64,9 @@ class AppConfig:
         return self.deployment.uploads if self.deployment is not None else UploadLimits()
 
     @property
-    def upload_store(self) -> UploadStore | None:
-        """Where uploads are kept for links (next to the caches); None when nothing may be written."""
-        return None if self.read_only else UploadStore(self.cache_dir / UPLOADS_FOLDER)
+    def upload_store(self) -> UploadStore:
+        """Where uploads are kept for links, next to the caches (read-only: opened, never added to)."""
+        return UploadStore(self.cache_dir / UPLOADS_FOLDER, writable=not self.read_only)
 
     def resolve_dataset(self, text: str) -> Path:
         """The dataset folder ``text`` names; a deployment confines it to its roots."""
@@ -168,6 +168,13 @@ class Selection:
     layer: LayerInfo
     grid: int
     cache_dir: Path
+    weights_file: Path | None = None  # a deployment's weights file the model was loaded from
+
+    def index_command(self) -> str:
+        """The command that builds this selection's cache outside the dashboard."""
+        weights = f" --weights {self.weights_file}" if self.weights_file is not None else ""
+        return (f"vfs index {display_path(self.root)} --model {self.model.name}{weights} --layer {self.layer.name} "
+                f"--grid {self.grid} --cache-dir {display_path(self.cache_dir)}")
 
     @cached_property
     def spec(self) -> CacheSpec:
@@ -249,12 +256,10 @@ def load_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB, max_pixels:
     return QueryImage(name=name, upload=data, max_pixels=max_pixels)
 
 
-def keep_upload(query: QueryImage, store: UploadStore | None) -> tuple[QueryImage, str | None]:
+def keep_upload(query: QueryImage, store: UploadStore) -> tuple[QueryImage, str | None]:
     """The upload kept in ``store`` so links can name it; unchanged, with the reason, when it cannot be."""
     if query.upload is None or query.upload_id is not None:
         return query, None
-    if store is None:
-        return query, "This deployment is read-only: uploads are not kept, so links cannot name them."
     try:
         return replace(query, upload_id=store.put(query.upload)), None
     except UploadError as exc:

@@ -265,8 +265,9 @@ class SignIn:
         if not user["is_logged_in"]:
             return Access.SIGN_IN
         email = str(user.get("email") or "")
-        if self.allowed_emails and not any(fnmatchcase(email.lower(), p.lower()) for p in self.allowed_emails):
-            return Access.DENIED
+        if self.allowed_emails and (user.get("email_verified") is False or not any(
+                fnmatchcase(email.lower(), p.lower()) for p in self.allowed_emails)):
+            return Access.DENIED  # an address the provider says it has not verified proves nothing
         return Access.OPEN
 
 

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from vfs.compare import top_k_indices
 from vfs.dataset_map import ROOT, DatasetMap
-from vfs.labels import scores_by_label
+from vfs.labels import UNLABELLED, scores_by_label
 
 #: With more labels than this, colours stop telling them apart: one colour is used instead.
 MAX_COLOURED_LABELS = 20
@@ -19,7 +19,6 @@ NAMES_PER_BIN = 8
 _PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
             "#9D755D", "#BAB0AC", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B",
             "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF")
-UNLABELLED = "(no label)"
 
 
 def _groups(labels: Sequence[str | None], keep: np.ndarray) -> list[tuple[str, np.ndarray]]:

@@ -77,7 +77,8 @@ class Region:
 
     def combined(self, other: Region, image_size: tuple[int, int], grid: int) -> Region:
         """Both regions at once on a (width, height) image: each grid cell keeps its larger weight."""
-        return Region.from_weights(np.maximum(self.grid_weights(image_size, grid), other.grid_weights(image_size, grid)))
+        mine, theirs = self.grid_weights(image_size, grid), other.grid_weights(image_size, grid)
+        return Region.from_weights(np.maximum(mine, theirs))
 
     @property
     def token(self) -> str:

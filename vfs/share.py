@@ -157,7 +157,8 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
     take("layer", "layer", lambda v: _text("layer", v))
     take("grid", "grid", lambda v: _integer("grid", v, 1, MAX_GRID))
     if "q" in values and "u" in values:
-        problems.append(ShareError("The link names both a dataset image (q=) and an upload (u=); it can hold only one."))
+        problems.append(ShareError("The link names both a dataset image (q=) and an upload (u=); "
+                                   "it can hold only one."))
     else:
         take("query", "q", _query_path)
         take("upload", "u", _upload)
@@ -174,6 +175,7 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
         take("region", "box", _box)
         take("region", "mask", lambda v: Region(grid_mask=decode_mask(v)))
     if "region" in fields and "query" not in fields and "upload" not in fields:
-        problems.append(ShareError("The link has a region but no usable query image (q= or u=); the region is ignored."))
+        problems.append(ShareError("The link has a region but no usable query image (q= or u=); "
+                                   "the region is ignored."))
         del fields["region"]
     return SharedSearch(**fields), problems  # type: ignore[arg-type]
