@@ -58,6 +58,15 @@ def get_feature_search(root: str, model: str, fingerprint: str, layer: str, grid
     return search
 
 
+def opened_search(selection: Selection) -> FeatureSearch | None:
+    """The selection's searcher, or None after saying why its cache cannot be opened (e.g. it is damaged)."""
+    try:
+        return feature_search(selection)
+    except VfsError as exc:
+        st.error(str(exc))
+        return None
+
+
 def feature_search(selection: Selection) -> FeatureSearch:
     return get_feature_search(str(selection.root), selection.model.name, selection.model.fingerprint,
                               selection.layer.name, selection.grid, str(selection.cache_dir),

@@ -32,10 +32,8 @@ def region_index(current: Selection, read_only: bool) -> None:
     """The approximate first stage of the selected cache: its state, and a button that builds it."""
     if read_cache(current.cache_path) is None:
         return
-    try:
-        search = common.feature_search(current)
-    except VfsError as exc:
-        st.error(str(exc))
+    search = common.opened_search(current)
+    if search is None:
         return
     problem = region_index_problem(search)
     if problem is None:

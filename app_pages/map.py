@@ -15,7 +15,6 @@ from vfs.api import FeatureSearch
 from vfs.catalog import manifest_token
 from vfs.dashboard import CacheState, Selection, display_path
 from vfs.dataset_map import ROOT, DatasetMap, clicked_cluster, dataset_map
-from vfs.errors import VfsError
 from vfs.plots import dataset_treemap
 from vfs.subset import Subset
 
@@ -112,10 +111,8 @@ def page() -> None:
     if state is CacheState.MISSING or images == 0:
         st.info(f"There is no feature cache for {current.describe()} yet: open the Search or Index page to build it.")
         return
-    try:
-        search = common.feature_search(current)
-    except VfsError as exc:
-        st.error(str(exc))
+    search = common.opened_search(current)
+    if search is None:
         return
     top_column, leaf_column = st.columns(2)
     top = top_column.slider("Top-level clusters", 2, 12, 6, key="map_top")

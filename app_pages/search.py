@@ -268,10 +268,8 @@ def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | N
 @st.fragment
 def workspace(current: Selection) -> None:
     """Canvas, controls and results: drawing reruns only this part of the page."""
-    try:
-        search = common.feature_search(current)
-    except VfsError as exc:  # a damaged cache: say what to do instead of showing a traceback
-        st.error(str(exc))
+    search = common.opened_search(current)
+    if search is None:
         return
     query: QueryImage = st.session_state["query"]
     background, image_size = common.canvas_background(f"{query.key}@{current.root}", CANVAS_SIDE, query, current.root)

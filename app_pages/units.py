@@ -9,7 +9,6 @@ from app_pages.units_panel import UNIT_REQUEST
 from vfs.cache import FeatureCache
 from vfs.catalog import manifest_token
 from vfs.dashboard import Selection
-from vfs.errors import VfsError
 from vfs.render import match_jpegs
 from vfs.units import Exemplar, channel_name, top_activations
 
@@ -55,10 +54,8 @@ def page() -> None:
         return
     st.caption(f"{current.describe()} · the dataset patches where one channel of the layer is strongest: each "
                "image's best grid cell, from the feature cache (the model does not run).")
-    try:
-        search = common.feature_search(current)
-    except VfsError as exc:
-        st.error(str(exc))
+    search = common.opened_search(current)
+    if search is None:
         return
     if len(search.cache) == 0:
         st.info("The feature cache is empty: build it on the Search or Index page.")

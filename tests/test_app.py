@@ -391,3 +391,14 @@ def test_index_page_builds_the_region_index_for_approximate_search(dashboard, pr
     assert any("Region index ready" in caption.value for caption in app.caption)
     app.switch_page("app_pages/search.py").run()
     assert app.toggle(key="approximate").value is False
+
+
+def test_a_damaged_cache_is_reported_on_every_page_that_reads_it(dashboard, private_case):
+    shard = next(private_case.cache_dir.glob("*/*/*.arrow"))
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncated behind the dashboard's back
+    app = opened(dashboard, private_case)
+    assert any("rerun `vfs index` to rebuild it" in error.value for error in app.error)
+    for page in ("app_pages/units.py", "app_pages/map.py", "app_pages/index.py"):
+        app.switch_page(page).run()
+        assert not app.exception, (page, app.exception)
+        assert any("rebuild" in error.value for error in app.error), page
