@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import streamlit as st
 
@@ -36,6 +38,8 @@ from vfs.region import Region
 from vfs.render import fit_within, jpeg_bytes, load_preview
 from vfs.share import SharedSearch, from_params, to_params
 
+
+T = TypeVar("T")
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def get_model(name: str, weights: str | None = None, weights_version: int | None = None) -> FeatureModel:
@@ -157,6 +161,15 @@ def canvas_background(query_key: str, max_side: int, _picture_source: QueryImage
     except VfsError as exc:
         picture = unreadable_picture(f"{exc}. Choose another query image.", max_side)
     return jpeg_bytes(fit_within(picture, max_side), quality=90), picture.size
+
+
+def remembered(name: str, key: tuple, make: Callable[[], T]) -> T:
+    """``make()``, kept in the session under ``name`` until ``key`` changes: reruns that change nothing cost nothing."""
+    last = st.session_state.get(name)
+    if last is None or last[0] != key:
+        last = (key, make())
+        st.session_state[name] = last
+    return last[1]
 
 
 def config() -> AppConfig:

@@ -182,9 +182,11 @@ def run(ready: list[tuple[Setup, Selection]], query: QueryImage, root: Path, reg
     """Every ready setup's search with its thumbnails, and the errors of those that could not search."""
     key = (tuple((setup, manifest_token(selection.cache_path)) for setup, selection in ready), query.key,
            str(root), region.token, top_k, exclude)
-    last = st.session_state.get(RESULTS_KEY)
-    if last is not None and last[0] == key:
-        return last[1]
+    return common.remembered(RESULTS_KEY, key, lambda: _searched(ready, query, root, region, top_k, exclude))
+
+
+def _searched(ready: list[tuple[Setup, Selection]], query: QueryImage, root: Path, region: Region, top_k: int,
+              exclude: bool) -> tuple[list[SetupResult], list[list[bytes]], list[str]]:
     results, thumbnails, errors = [], [], []
     for setup, selection in ready:
         try:
@@ -196,7 +198,6 @@ def run(ready: list[tuple[Setup, Selection]], query: QueryImage, root: Path, reg
         results.append(outcome)
         thumbnails.append(match_jpegs([(setup.dataset / m.path, m.box) for m in outcome.result.matches],
                                       THUMBNAIL_SIDE))
-    st.session_state[RESULTS_KEY] = (key, (results, thumbnails, errors))
     return results, thumbnails, errors
 
 

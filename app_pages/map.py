@@ -16,7 +16,6 @@ from vfs.catalog import manifest_token
 from vfs.dashboard import CacheState, Selection, display_path
 from vfs.dataset_map import ROOT, DatasetMap, clicked_cluster, dataset_map
 from vfs.plots import dataset_treemap
-from vfs.subset import Subset
 
 CLUSTER_KEY = "map_cluster"
 CHART_KEY = "map_chart"
@@ -34,23 +33,15 @@ def get_map(cache_path: str, token: int | None, levels: tuple[int, ...], _search
     return dataset_map(_search.cache, levels, central=CENTRAL_IMAGES)
 
 
-def subset_of(current: Selection, clusters: DatasetMap, cluster_id: str) -> Subset:
-    cluster = clusters.cluster(cluster_id)
-    return Subset(current.root, f"cluster {cluster_id}", frozenset(clusters.paths[row] for row in cluster.rows))
-
-
 def chosen_cluster(current: Selection, clusters: DatasetMap) -> str:
     """The cluster of this map that filters the Search gallery; the root when none does."""
     subset = result_filters.current_subset(current.root)
-    if subset is None:
-        return ROOT
-    return next((cluster.id for cluster in clusters.clusters if cluster.id != ROOT and cluster.size == len(subset.paths)
-                 and subset_of(current, clusters, cluster.id) == subset), ROOT)
+    return ROOT if subset is None else clusters.cluster_holding_exactly(subset)
 
 
 def choose_cluster(current: Selection, clusters: DatasetMap, cluster_id: str) -> None:
     """Make ``cluster_id`` the Search gallery's filter (the root clears it)."""
-    result_filters.choose_subset(None if cluster_id == ROOT else subset_of(current, clusters, cluster_id))
+    result_filters.choose_subset(None if cluster_id == ROOT else clusters.subset(cluster_id, current.root))
 
 
 def take_click(current: Selection, clusters: DatasetMap) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import streamlit as st
 
+from app_pages import common
 from vfs.api import FeatureSearch
 from vfs.cache import FeatureCache
-from vfs.dashboard import Selection
+from vfs.dashboard import Selection, ShownSearch
 from vfs.labels import UNLABELLED, describe_vote, label_rows
 from vfs.render import match_jpegs
 from vfs.subset import Subset, top_matches
@@ -57,7 +57,8 @@ def _label_filter(labels: list[str | None]) -> list[str]:
                           help="The gallery shows the best matches among the images with these labels.")
 
 
-def gallery_view(current: Selection, search: FeatureSearch, shown: Any, thumbnail_side: int) -> Any:
+def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
+                 thumbnail_side: int) -> ShownSearch:
     """The label vote and the filters; returns ``shown`` (the search page's ShownSearch), filtered.
 
     Also keeps the search's top-k and settings for the Dataset map and Compare pages.
@@ -91,16 +92,15 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: Any, thumbnai
             described.append("labelled " + " or ".join(chosen))
     if subset is None and not chosen:
         return shown
-    key = (shown.number, subset, tuple(chosen))
-    last = st.session_state.get(_VIEW_KEY)
-    view = last[1] if last is not None and last[0] == key else _filtered(current, cache, shown, allowed, thumbnail_side)
-    st.session_state[_VIEW_KEY] = (key, view)
+    view = common.remembered(_VIEW_KEY, (shown.number, subset, tuple(chosen)),
+                             lambda: _filtered(current, cache, shown, allowed, thumbnail_side))
     if not view.outcome.result.matches:
         st.info(f"No image is {' and '.join(described)}.")
     return view
 
 
-def _filtered(current: Selection, cache: FeatureCache, shown: Any, allowed: np.ndarray, thumbnail_side: int) -> Any:
+def _filtered(current: Selection, cache: FeatureCache, shown: ShownSearch, allowed: np.ndarray,
+              thumbnail_side: int) -> ShownSearch:
     matches = shown.outcome.result.matches
     kept = top_matches(shown.outcome.result, cache, allowed, len(matches))
     known = {match.index: thumbnail for match, thumbnail in zip(matches, shown.thumbnails)}

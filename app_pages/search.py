@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
 
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 from PIL import Image
@@ -22,6 +20,7 @@ from vfs.dashboard import (
     QueryImage,
     SearchOutcome,
     Selection,
+    ShownSearch,
     canvas_size,
     describe_search,
     filter_paths,
@@ -169,17 +168,6 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
                 st.caption(f"Links will not name this upload: {st.session_state['upload_unshared']}")
             elif common.config().upload_store.writable:
                 st.caption("An upload is kept on this server, so the page's address can name it in a link.")
-
-
-@dataclass
-class ShownSearch:
-    """A search with what displays it, kept so reruns that do not change it cost nothing."""
-
-    key: tuple
-    outcome: SearchOutcome
-    number: int  # searches run in this session; names the gallery
-    thumbnails: list[bytes]
-    figure: go.Figure | None = None  # built after the gallery is on its way to the browser
 
 
 def searched(search: FeatureSearch, current: Selection, query: QueryImage, region: Region, top_k: int,

@@ -156,3 +156,17 @@ def test_a_treemap_click_names_its_cluster():
     assert clicked_cluster({"selection": {"points": []}}) is None
     assert clicked_cluster({"selection": {"points": [{"x": 1.0}]}}) is None  # a point of another chart
     assert clicked_cluster(None) is None
+
+
+def test_a_cluster_is_a_gallery_filter_and_the_filter_finds_its_cluster_again(tmp_path):
+    from vfs.dataset_map import ROOT, build_map
+    from vfs.subset import Subset
+
+    rng = np.random.default_rng(3)
+    features = np.concatenate([rng.normal(0, 0.05, (5, 4)) + 1, rng.normal(0, 0.05, (5, 4)) - 1])
+    clusters = build_map(features, [f"img{i}.png" for i in range(10)], [None] * 10, levels=(2,))
+    first = clusters.children(ROOT)[0]
+    subset = clusters.subset(first.id, tmp_path)
+    assert subset.paths == frozenset(clusters.paths[row] for row in first.rows) and subset.root == tmp_path
+    assert clusters.cluster_holding_exactly(subset) == first.id
+    assert clusters.cluster_holding_exactly(Subset(tmp_path, "other", frozenset({"img0.png"}))) == ROOT

@@ -42,3 +42,17 @@ def test_average_precision_of_an_absent_label_is_undefined():
 def test_labels_must_match_scores():
     with pytest.raises(ValueError):
         precision_at_k(SCORES, LABELS[:-1], "dog", 1)
+
+
+def test_label_consistency_leaves_the_query_out_and_says_when_there_is_none():
+    from vfs.labels import LabelConsistency, label_consistency
+
+    scores = np.array([1.0, 0.9, 0.8, 0.7, 0.6])
+    labels = ["cat", "cat", "dog", "cat", None]
+    found = label_consistency(scores, labels, 0, top_k=2, depth=4)
+    assert isinstance(found, LabelConsistency) and found.label == "cat"
+    np.testing.assert_allclose(found.precision, [1.0, 0.5, 2 / 3, 0.5])  # ranking 1, 2, 3, 4: the query is out
+    assert found.at_k == 0.5 and found.chance == 0.5
+    assert "not a labelled image" in label_consistency(scores, labels, 4, 2, 4)
+    assert "not a labelled image" in label_consistency(scores, labels, None, 2, 4)
+    assert "only image" in label_consistency(scores[:1], labels[:1], 0, 2, 4)

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 from vfs._progress import describe
@@ -31,8 +32,9 @@ from vfs.images import load_image
 from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, Progress, build_index, cache_spec
 from vfs.models import FeatureModel, LayerInfo
 from vfs.region import Region
-from vfs.search import Query, SearchResult, get_backend
+from vfs.search import SearchResult, get_backend
 from vfs.share import SharedSearch, ShareError
+from vfs.units import region_query
 from vfs.uploads import UploadError, UploadStore, upload_id
 
 MAX_UPLOAD_MB = UploadLimits.max_mb
@@ -294,6 +296,17 @@ class SearchOutcome:
     seconds: float  # query features plus search
 
 
+@dataclass
+class ShownSearch:
+    """A search with what displays it, kept so reruns that do not change it cost nothing."""
+
+    key: tuple
+    outcome: SearchOutcome
+    number: int  # searches run in this session; names the gallery
+    thumbnails: list[bytes]
+    figure: go.Figure | None = None  # built after the gallery is on its way to the browser
+
+
 def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
                exclude_query: bool, approximate: bool = False) -> SearchOutcome:
     started = time.perf_counter()
@@ -322,8 +335,7 @@ def region_index_problem(search: FeatureSearch) -> str | None:
 
 def window_heatmap(search: FeatureSearch, root: Path, query: QueryImage, region: Region, index: int) -> np.ndarray:
     """The score of every window position in dataset image ``index``, (G-h+1, G-w+1)."""
-    features, size = search.query_features(query.source(root))
-    grid_query = Query(features, region.grid_weights(size, search.grid))
+    grid_query = region_query(search, query.source(root), region)
     candidate = np.asarray(search.cache.features(index))[None]
     backend = get_backend(search.backend) if isinstance(search.backend, str) else search.backend
     return backend.window_scores(candidate, cell_norms2(candidate), grid_query)[0]

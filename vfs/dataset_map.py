@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from vfs.cache import FeatureCache
 from vfs.labels import label_vote
+from vfs.subset import Subset
 
 #: Exact Ward linkage up to this many images (its distance matrix: 8·n²/2 bytes, 100 MB at 5,000).
 LINKAGE_LIMIT = 5000
@@ -128,6 +130,16 @@ class DatasetMap:
         """The rows of those ``paths`` that are in the map."""
         index = {path: row for row, path in enumerate(self.paths)}
         return np.array(sorted(index[p] for p in paths if p in index), dtype=np.int64)
+
+    def subset(self, cluster_id: str, root: Path) -> Subset:
+        """A cluster's images as a filter of the dataset at ``root``."""
+        rows = self.cluster(cluster_id).rows
+        return Subset(root, f"cluster {cluster_id}", frozenset(self.paths[row] for row in rows))
+
+    def cluster_holding_exactly(self, subset: Subset) -> str:
+        """The cluster whose images are ``subset``'s (e.g. a filter chosen earlier); the root when none is."""
+        return next((cluster.id for cluster in self.clusters if cluster.id != ROOT and cluster.size == len(subset.paths)
+                     and self.subset(cluster.id, subset.root) == subset), ROOT)
 
     def hits(self, rows: np.ndarray) -> dict[str, int]:
         """How many of ``rows`` (e.g. a search's top-k) each cluster holds."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -58,6 +59,35 @@ def average_precision(scores: np.ndarray, labels: Sequence[str | None], target: 
         return float("nan")
     precision = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
     return float(precision[ranked].mean())
+
+
+@dataclass(frozen=True)
+class LabelConsistency:
+    """How far a search's results share the query image's label."""
+
+    label: str
+    top_k: int
+    precision: np.ndarray  # precision of ``label`` at every k from 1
+    chance: float  # the precision of a random ranking
+
+    @property
+    def at_k(self) -> float:
+        return float(self.precision[min(self.top_k, len(self.precision)) - 1])
+
+
+def label_consistency(scores: np.ndarray, labels: Sequence[str | None], query_row: int | None, top_k: int,
+                      depth: int) -> LabelConsistency | str:
+    """Precision of the query image's label down to ``max(depth, top_k)``, the query itself left out;
+    or why there is none to show."""
+    label = labels[query_row] if query_row is not None else None
+    if query_row is None or label is None:
+        return "The query is not a labelled image of this dataset, so there is no label precision to show."
+    scores = np.array(scores, dtype=np.float64)
+    scores[query_row] = -np.inf  # finding the query itself says nothing about its label
+    precision = precision_curve(scores, labels, label, max(depth, top_k))
+    if not len(precision):
+        return "The query is the only image searched, so there is no label precision to show."
+    return LabelConsistency(label, top_k, precision, base_rate(scores, labels, label))
 
 
 def precision_curve(scores: np.ndarray, labels: Sequence[str | None], target: str, max_k: int) -> np.ndarray:
