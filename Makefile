@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: app test browser-deps
+.PHONY: app test unit browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,3 +19,7 @@ browser-deps:
 
 test: $(STAMP) browser-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the unit tests alone, without the dashboard, browsers and slow studies: under a minute
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not app and not browser and not slow" $(PYTEST_ARGS)

@@ -6,20 +6,21 @@ gathered from installed packages, so it works on a fresh, offline machine.
 
 import streamlit as st
 
-from app_pages import common
+from app_pages.shared import common
 
 st.set_page_config(page_title="Visual Feature Search", page_icon=":material/image_search:", layout="wide")
 st.session_state["config"] = common.app_config()
 common.sign_in_gate(st.session_state["config"])  # stops here for visitors a deployment does not let in
 common.read_link_once()
 st.session_state["selection"] = common.sidebar(st.session_state["config"])
-# The page scripts live in app_pages/, not pages/: a pages/ folder next to app.py switches streamlit to its
-# older multipage mode, which on reruns runs a page script directly and skips this file (and the sidebar).
+# The page scripts live in app_pages/, not pages/: when a server's first session starts, Streamlit (1.36 up to at
+# least 1.67) checks for a pages/ folder beside app.py and, if there is one, runs every script in its old
+# pages/-folder mode, which never executes this file: no sign-in gate, no sidebar, no st.navigation.
 navigation = st.navigation([
     st.Page("app_pages/search.py", title="Search", icon=":material/image_search:", default=True),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/map.py", title="Dataset map", icon=":material/account_tree:", url_path="map"),
-    st.Page("app_pages/index.py", title="Index", icon=":material/storage:", url_path="index"),
+    st.Page("app_pages/caches.py", title="Feature caches", icon=":material/storage:", url_path="caches"),
     st.Page("app_pages/units.py", title="Units", icon=":material/neurology:", url_path="units"),
 ])
 navigation.run()

@@ -1,6 +1,6 @@
 """Compare page: the Search page's query and region, searched across 2–4 setups side by side.
 
-A setup is a model, layer, grid and dataset (:class:`vfs.comparison.Setup`). Each gets its
+A setup is a model, layer, grid and dataset (:class:`vfs.analysis.setup_comparison.Setup`). Each gets its
 gallery and score distribution; setups over the same dataset get their agreement (Spearman ρ of
 every image's score, top-k overlap) and a score scatter; setups over different datasets get their
 distributions overlaid.
@@ -14,10 +14,8 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from app_pages import common, result_filters
-from vfs.background import JobState
-from vfs.catalog import manifest_token
-from vfs.comparison import (
+from app_pages.shared import common, result_filters
+from vfs.analysis.setup_comparison import (
     LETTERS,
     MAX_SETUPS,
     MIN_SETUPS,
@@ -30,12 +28,15 @@ from vfs.comparison import (
     setup_names,
     spans_datasets,
 )
-from vfs.dashboard import CacheState, QueryImage, Selection, display_path, max_grid
+from vfs.cache.catalog import manifest_token
+from vfs.dashboard.indexing_jobs import JobState
+from vfs.dashboard.links import MAX_TOP_K
+from vfs.dashboard.plots import overlaid_distributions, score_distribution, score_scatter
+from vfs.dashboard.query_images import QueryImage
+from vfs.dashboard.selection import CacheState, Selection, display_path, max_grid
 from vfs.errors import VfsError
-from vfs.plots import overlaid_distributions, score_distribution, score_scatter
-from vfs.region import Region
-from vfs.render import jpeg_bytes, match_jpegs, region_picture
-from vfs.share import MAX_TOP_K
+from vfs.pictures import jpeg_bytes, match_jpegs, region_picture
+from vfs.similarity.region import Region
 
 SETUPS_KEY = "compare_setups"
 RESULTS_KEY = "compare_results"

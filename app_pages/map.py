@@ -10,12 +10,12 @@ import functools
 
 import streamlit as st
 
-from app_pages import common, result_filters
-from vfs.api import FeatureSearch
-from vfs.catalog import manifest_token
-from vfs.dashboard import CacheState, Selection, display_path
-from vfs.dataset_map import ROOT, DatasetMap, clicked_cluster, dataset_map
-from vfs.plots import dataset_treemap
+from app_pages.shared import common, result_filters
+from vfs.analysis.dataset_map import ROOT, DatasetMap, clicked_cluster, dataset_map
+from vfs.cache.catalog import manifest_token
+from vfs.dashboard.plots import dataset_treemap
+from vfs.dashboard.selection import CacheState, Selection, display_path
+from vfs.feature_search import FeatureSearch
 
 CLUSTER_KEY = "map_cluster"
 CHART_KEY = "map_chart"
@@ -100,7 +100,7 @@ def page() -> None:
                "gallery to it; clusters holding the Search page's top-k are outlined in red.")
     state, images = current.cache_state(len(common.dataset_paths(str(current.root))))
     if state is CacheState.MISSING or images == 0:
-        st.info(f"There is no feature cache for {current.describe()} yet: open the Search or Index page to build it.")
+        st.info(f"There is no feature cache for {current.describe()} yet: open the Search or Feature caches page to build it.")
         return
     search = common.opened_search(current)
     if search is None:

@@ -6,46 +6,39 @@ import io
 import random
 
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 from streamlit_drawable_canvas import st_canvas
 
-from app_pages import common, labels_panel, result_filters
-from vfs.api import FeatureSearch
-from vfs.background import JobState
-from vfs.canvas import SEED_COLOUR, CanvasFit, drawing_to_region, region_objects
-from vfs.catalog import manifest_token
-from vfs.dashboard import (
-    CacheState,
-    QueryImage,
+from app_pages.shared import common, labels_panel, result_filters
+from vfs.cache.catalog import manifest_token
+from vfs.dashboard.canvas import SEED_COLOUR, CanvasFit, canvas_size, drawing_to_region, region_objects
+from vfs.dashboard.indexing_jobs import JobState
+from vfs.dashboard.links import MAX_TOP_K
+from vfs.dashboard.plots import score_distribution
+from vfs.dashboard.query_images import QueryImage, filter_paths, keep_upload, link_query, load_upload, page_of
+from vfs.dashboard.searching import (
     SearchOutcome,
-    Selection,
     ShownSearch,
-    canvas_size,
     describe_search,
-    filter_paths,
-    keep_upload,
-    link_query,
-    load_upload,
-    page_of,
-    region_index_problem,
     run_search,
+    shortlist_problem,
     window_heatmap,
 )
+from vfs.dashboard.selection import CacheState, Selection
 from vfs.errors import ImageError, VfsError
-from vfs.images import IMAGE_EXTENSIONS
-from vfs.plots import score_distribution
-from vfs.region import Region
-from vfs.render import heatmap_picture, jpeg_bytes, load_preview, match_jpegs, match_picture, region_picture
-from vfs.search import Match
-from vfs.share import MAX_TOP_K
+from vfs.feature_search import FeatureSearch
+from vfs.features.images import IMAGE_EXTENSIONS
+from vfs.pictures import heatmap_picture, jpeg_bytes, load_preview, match_jpegs, match_picture, region_picture
+from vfs.similarity.exact import Match
+from vfs.similarity.region import Region
 
 CANVAS_SIDE = 480
 THUMBNAIL_SIDE = 256
 PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
 GALLERY_COLUMNS = 4
-#: Caches of at least this many images search approximately by default when they have a region index.
+#: Caches of at least this many images search approximately by default when they have a shortlist.
 APPROXIMATE_FROM = 100_000
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 STROKE_COLOUR = "rgba({}, {}, {}, 0.6)".format(*SEED_COLOUR)  # the colour a link's region is shaded in
@@ -189,7 +182,7 @@ def searched(search: FeatureSearch, current: Selection, query: QueryImage, regio
 
 @st.dialog("Match", width="large")
 def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome, rank: int, match: Match) -> None:
-    from app_pages import units_panel  # the dialog's explanations (attribution, units) live there
+    from app_pages.shared import units_panel  # the dialog's explanations (attribution, units) live there
 
     scores = window_heatmap(search, current.root, outcome.query, outcome.region, match.index)
     picture, full_size = load_preview(current.root / match.path, 720)
@@ -240,16 +233,16 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
 
 
 def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | None:
-    """Offered when the cache has a region index (``vfs index --ann``), on by default for large caches;
+    """Offered when the cache has a shortlist (``vfs index --ann``), on by default for large caches;
     None when it is not offered."""
-    problem = region_index_problem(search)
+    problem = shortlist_problem(search)
     if problem is not None:
         if st.session_state.pop("approximate", False):  # asked for by a link
             place.warning(f"The link asks for approximate search, which this cache cannot do: {problem}")
         return None
     st.session_state.setdefault("approximate", len(search.cache) >= APPROXIMATE_FROM)
-    return place.toggle("Approximate (region index)", key="approximate",
-                        help="Score exactly only the images the region index proposes: much faster on very large "
+    return place.toggle("Approximate (shortlist)", key="approximate",
+                        help="Score exactly only the images the shortlist proposes: much faster on very large "
                              "datasets, but an image it misses is not shown.")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import common
-from app_pages.units_panel import UNIT_REQUEST
-from vfs.cache import FeatureCache
-from vfs.catalog import manifest_token
-from vfs.dashboard import Selection
-from vfs.render import match_jpegs
-from vfs.units import Exemplar, channel_name, top_activations
+from app_pages.shared import common
+from app_pages.shared.units_panel import UNIT_REQUEST
+from vfs.analysis.units import Exemplar, channel_name, top_activations
+from vfs.cache.catalog import manifest_token
+from vfs.cache.feature_cache import FeatureCache
+from vfs.dashboard.selection import Selection
+from vfs.pictures import match_jpegs
 
 COLUMNS = 6
 THUMBNAIL_SIDE = 200
@@ -58,7 +58,7 @@ def page() -> None:
     if search is None:
         return
     if len(search.cache) == 0:
-        st.info("The feature cache is empty: build it on the Search or Index page.")
+        st.info("The feature cache is empty: build it on the Search or Feature caches page.")
         return
     channel_column, k_column = st.columns(2)
     with channel_column:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs.serve import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, GALLERY_LOADED_JS, running_dashboard
+from tests.support.app_server import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, GALLERY_LOADED_JS, running_dashboard
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

@@ -26,8 +26,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench._common import append_results, command_line, machine, machine_line, now
-from vfs.api import FeatureSearch
-from vfs.serve import CHROMIUM, CHROMIUM_ARGS, Dashboard, LinkedSearch, dashboard_server, linked_sessions
+from tests.support.app_server import CHROMIUM, CHROMIUM_ARGS, Dashboard, LinkedSearch, dashboard_server, linked_sessions
+from vfs.feature_search import FeatureSearch
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "imagenette-val"

@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from vfs.cache import cell_norms2
-from vfs.search import Query, TorchBackend, _native
+from vfs.cache.feature_cache import cell_norms2
+from vfs.similarity.exact import Query, TorchBackend, _native
 
 
 def oracle(features: np.ndarray, query: Query) -> np.ndarray:

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from bench._common import append_results, command_line, machine, machine_line, now
-from vfs.images import DEFAULT_MAX_PIXELS, load_image, scan_images
-from vfs.models import load_model
+from vfs.features.images import DEFAULT_MAX_PIXELS, load_image, scan_images
+from vfs.features.models import load_model
 
 DEFAULT_DATA = "/work/shared/datasets/imagenette-val"
 

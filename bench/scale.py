@@ -11,7 +11,7 @@ started with as many CPUs as the machine has. Throughput is images / wall time o
 ``build_index``, Ray start excluded, actor start-up included; the caches are checked for equal
 rows and features within float16 rounding.
 
-``search``: exact search against the approximate first stage (:mod:`vfs.ann`), on
+``search``: exact search against the approximate first stage (:mod:`vfs.similarity.approximate`), on
 
 * the real cache of DIR (imagenette-val: tf_efficientnet_lite0 blocks.6, 320×7×7), and
 * synthetic caches of up to 1M images at C=32, G=7 (see :func:`synthetic_features`): real
@@ -42,8 +42,8 @@ import numpy as np
 
 from bench._common import append_results, command_line, machine, machine_line, now
 from bench.search import grid_masks
-from vfs.cache import MANIFEST, CacheSpec, FeatureCache, ShardRows, ShardStore, cache_path
-from vfs.search import Query, search
+from vfs.cache.feature_cache import MANIFEST, CacheSpec, FeatureCache, ShardRows, ShardStore, cache_path
+from vfs.similarity.exact import Query, search
 
 SCALE_DIR = Path("data/cache/synthetic-scale")
 SYNTHETIC_SHARD = 62_500
@@ -144,24 +144,24 @@ def _best_time(fn, repeats: int) -> tuple[float, object]:
 
 def bench_search(cache: FeatureCache, queries: int, repeats: int, label: str, sharded: bool,
                  ray_actors: int = 0, candidates: int | None = None) -> dict:
-    from vfs.ann import DEFAULT_NPROBE, RegionIndex
     from vfs.errors import CacheError
-    from vfs.sharded import ShardedBackend
+    from vfs.similarity.approximate import DEFAULT_NPROBE, Shortlist
+    from vfs.similarity.sharded import ShardedBackend
 
 
     try:
-        index = RegionIndex.open(cache)  # built by an earlier run: its build time is on record
+        index = Shortlist.open(cache)  # built by an earlier run: its build time is on record
     except CacheError:
-        index = RegionIndex.build(cache)
-    meta = json.loads((RegionIndex.folder(cache) / "regions.json").read_text())
-    index_bytes = sum(f.stat().st_size for f in RegionIndex.folder(cache).iterdir())
+        index = Shortlist.build(cache)
+    meta = json.loads((Shortlist.folder(cache) / "regions.json").read_text())
+    index_bytes = sum(f.stat().st_size for f in Shortlist.folder(cache).iterdir())
     rng = np.random.default_rng(1)
     picks = np.sort(rng.choice(len(cache), queries, replace=False))
     masks = grid_masks(cache.grid)
     sharded_backend = ShardedBackend(threads=2)
     ray_backend = None
     if sharded and ray_actors:
-        from vfs.sharded import RayShardedBackend
+        from vfs.similarity.sharded import RayShardedBackend
 
         ray_backend = RayShardedBackend(actors_per_node=ray_actors)
     rows = []
@@ -222,17 +222,17 @@ def search_table(results: list[dict]) -> str:
     for r in results:
         lines.append(f"| {r['cache']} | {r['images']:,} | {r['index_build_s']:.1f} | {r['index_mb']:.0f} | "
                      f"{', '.join(r['factories'])} | {', '.join(r['layouts'])} |")
-    lines += ["", "Exact: `vfs.search.search` with the default backend (the fused CPU kernel); sharded: the "
+    lines += ["", "Exact: `vfs.similarity.exact.search` with the default backend (the fused CPU kernel); sharded: the "
               "`sharded` backend, 2 threads over the shards (62,500 images each); ray-sharded: 2 actors on a local "
-              "Ray, each scanning its shards with one thread; approx: `RegionIndex.search` (FAISS lookup, exact "
+              "Ray, each scanning its shards with one thread; approx: `Shortlist.search` (FAISS lookup, exact "
               "scoring of the candidates). Times are medians over the queries of the best of the repeats; recall "
               "is the mean (and minimum) over the queries of |approx top-20 ∩ exact top-20| / 20."]
     return "\n".join(lines)
 
 
 def run_search(args: argparse.Namespace) -> tuple[str, list[dict]]:
-    from vfs.indexing import cache_spec
-    from vfs.models import load_model
+    from vfs.cache.indexing import cache_spec
+    from vfs.features.models import load_model
 
     model = load_model("tf_efficientnet_lite0", device="cpu")
     real_path = cache_path(args.cache_dir, args.data, cache_spec(model, model.layer("blocks.6")))
@@ -272,8 +272,9 @@ def run_indexing(args: argparse.Namespace) -> tuple[str, dict]:
 
     import ray
 
-    from vfs.indexing import build_index, get_engine
-    from vfs.models import load_model
+    from vfs.cache.indexing import build_index
+    from vfs.features.extraction import get_engine
+    from vfs.features.models import load_model
 
     model = load_model("tf_efficientnet_lite0", device="cpu")
     layer = model.default_layer

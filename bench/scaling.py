@@ -3,10 +3,10 @@
     python -m bench.scaling [--sizes 10000:320,100000:320,1000000:32] [--dir /tmp/...] [--keep] [--with-torch]
 
 Writes caches of random post-ReLU-like float16 features (7×7 grid, C channels) straight to
-Arrow shards with the real schema (``vfs.cache.shard_schema``), large shards, plus the manifest,
+Arrow shards with the real schema (``vfs.cache.feature_cache.shard_schema``), large shards, plus the manifest,
 so that ``FeatureCache.open`` maps them like any cache. Each size is then measured in a fresh
 subprocess that opens the cache through the public API (``vfs.FeatureCache``, ``vfs.Query``,
-``vfs.search`` with the default backend: a search-only process, which does not import torch where
+``vfs.similarity.exact`` with the default backend: a search-only process, which does not import torch where
 the fused kernel runs; ``--with-torch`` measures a second process that imports torch first, as
 every search process did before) and reports:
 
@@ -48,7 +48,15 @@ def write_cache(folder: Path, n: int, channels: int, shard_rows: int, seed: int 
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    from vfs.cache import FORMAT_VERSION, MANIFEST, CacheSpec, ShardRecord, _tensor_array, cell_norms2, shard_schema
+    from vfs.cache.feature_cache import (
+        FORMAT_VERSION,
+        MANIFEST,
+        CacheSpec,
+        ShardRecord,
+        _tensor_array,
+        cell_norms2,
+        shard_schema,
+    )
 
     started = time.perf_counter()
     spec = CacheSpec(model="synthetic", weights="random", fingerprint=f"seed{seed}", layer="synthetic",
@@ -111,7 +119,7 @@ def map_rss(folder):
 
 folder, repeats, with_torch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 if with_torch:
-    import torch  # as every search process did before vfs.search stopped importing it
+    import torch  # as every search process did before vfs.similarity.exact stopped importing it
 from bench._common import MemoryStream
 from vfs import FeatureCache, Query, search
 t = time.perf_counter()

@@ -8,7 +8,7 @@ and memory-mapped. For four grid masks (one cell, 3×3 cells, an irregular soft 
 drawn in pixels and area-averaged onto the grid, the full grid) and a few query images taken
 from the cache, it measures side by side, in one process and interleaved round by round:
 
-* ``vfs``: ``vfs.search.search(cache, query, top_k=20)`` (the default CPU backend: the fused
+* ``vfs``: ``vfs.similarity.exact.search(cache, query, top_k=20)`` (the default CPU backend: the fused
   kernel when it builds), whole call including ranking and match boxes;
 * ``torch``: the same search through the chunked PyTorch path (``TorchBackend`` with the
   strategy ``_Plan`` picks), for comparison;
@@ -36,11 +36,11 @@ import torch
 
 from bench._common import MemoryStream, append_results, command_line, machine, machine_line, now, timed
 from vfs import _native
-from vfs.cache import FeatureCache, cache_path
-from vfs.geometry import mask_to_grid
-from vfs.indexing import DEFAULT_CACHE_DIR, build_index, cache_spec
-from vfs.models import load_model
-from vfs.search import Query, TorchBackend, _Plan, search
+from vfs.cache.feature_cache import FeatureCache, cache_path
+from vfs.cache.indexing import DEFAULT_CACHE_DIR, build_index, cache_spec
+from vfs.features.geometry import mask_to_grid
+from vfs.features.models import load_model
+from vfs.similarity.exact import Query, TorchBackend, _Plan, search
 
 DEFAULT_LAYERS = {"tf_efficientnet_lite0": ["blocks.6", "blocks.4"]}
 TOP_K = 20

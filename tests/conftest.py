@@ -5,28 +5,25 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from vfs.cache import CacheSpec, FeatureCache, ShardRows, ShardStore
+from tests.support.data import package_photo
 
-SKIMAGE_PHOTOS = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png", "brick.png",
-                  "grass.png", "gravel.png", "hubble_deep_field.jpg", "camera.png", "retina.jpg", "coins.png"]
+pytest_plugins = ["tests.support.app_fixtures"]  # the dashboard fixtures, for the page and browser tests
+
+APP_TESTS = Path(__file__).parent / "app"
 
 
-def package_photo(name: str) -> Path:
-    if name in ("china.jpg", "flower.jpg"):
-        import sklearn.datasets
-
-        return Path(sklearn.datasets.__file__).parent / "images" / name
-    import skimage.data
-
-    return Path(skimage.data.__file__).parent / name
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of the running dashboard (tests/app/) are marked ``app``: ``-m "not app"`` leaves the unit tests."""
+    for item in items:
+        if APP_TESTS in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.app)
 
 
 @pytest.fixture(scope="session")
 def lite0():
-    from vfs.models import load_model
+    from vfs.features.models import load_model
 
     return load_model("tf_efficientnet_lite0", device="cpu")
 
@@ -42,27 +39,3 @@ def photo_dir(tmp_path: Path) -> Path:
         for name in names:
             shutil.copy(package_photo(name), root / folder / name)
     return root
-
-
-def make_spec(channels: int, grid: int) -> CacheSpec:
-    return CacheSpec(model="synthetic", weights="random", fingerprint="0", layer="x",
-                     preprocessing={"resize": "full-image"}, grid=grid, channels=channels)
-
-
-def write_cache(path: Path, features: np.ndarray, shard_rows: int = 7, sizes: tuple[int, int] = (224, 224),
-                labels: list[str | None] | None = None) -> FeatureCache:
-    """A cache of given (N, C, G, G) features, split into shards of ``shard_rows``."""
-    n, c, g, _ = features.shape
-    store = ShardStore.open(path, make_spec(c, g))
-    for start in range(0, n, shard_rows):
-        rows = ShardRows()
-        for i in range(start, min(n, start + shard_rows)):
-            rows.paths.append(f"img{i:05d}.png")
-            rows.labels.append(labels[i] if labels else None)
-            rows.widths.append(sizes[0])
-            rows.heights.append(sizes[1])
-            rows.file_sizes.append(1)
-            rows.mtimes.append(1)
-            rows.features.append(features[i].astype(np.float16))
-        store.append(rows, [])
-    return FeatureCache.open(path)

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from vfs import indexing
-from vfs.api import FeatureSearch
-from vfs.cache import FeatureCache
+from vfs.cache.feature_cache import FeatureCache
+from vfs.cache.indexing import build_index
 from vfs.errors import VfsError
-from vfs.indexing import LocalEngine, build_index
+from vfs.feature_search import FeatureSearch
+from vfs.features import extraction
+from vfs.features.extraction import LocalEngine
 
 LAYER, GRID = "blocks.4", 4
 COMMON = dict(batch_size=4, shard_images=4)
@@ -29,7 +30,7 @@ def test_index_takes_an_engine_by_name_with_options_or_as_an_object(tmp_path, li
         made.append((workers, options))
         return LocalEngine(workers)
 
-    monkeypatch.setitem(indexing._ENGINES, "recording", recording_engine)
+    monkeypatch.setitem(extraction.ENGINES._table, "recording", recording_engine)
     by_name = FeatureSearch(photo_dir, model=lite0, layer=LAYER, grid=GRID, cache_dir=tmp_path / "by-name")
     summary = by_name.index(workers=3, engine="recording", flavour="plain", **COMMON)
     assert made == [(3, {"flavour": "plain"})]

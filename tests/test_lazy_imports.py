@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from vfs import _native
-from vfs.api import MODEL_CARDS, FeatureSearch
-from vfs.search import _GPU_DEVICE_FILES, TorchBackend
+from vfs.feature_search import MODEL_CARDS, FeatureSearch
+from vfs.similarity.exact import _GPU_DEVICE_FILES, TorchBackend
 
 LAYER, GRID = "blocks.4", 4
 BOX = (100, 40, 300, 200)
@@ -42,7 +42,7 @@ def python(code: str, *args: object, env: dict[str, str] | None = None) -> dict:
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     """A small real dataset, indexed through the API (which saves the model's card)."""
-    from tests.conftest import package_photo
+    from tests.support.data import package_photo
 
     root = tmp_path_factory.mktemp("lazy")
     data = root / "photos"
@@ -117,8 +117,8 @@ def test_an_out_of_date_card_gives_way_to_the_model(indexed):
 def test_backends_of_other_modules_load_on_first_use():
     got = python("""
 import json, sys
-from vfs.search import get_backend, list_backends
-listed, before = list_backends(), "vfs.sharded" in sys.modules
+from vfs.similarity.exact import get_backend, list_backends
+listed, before = list_backends(), "vfs.similarity.sharded" in sys.modules
 backend = get_backend("sharded")
 print(json.dumps({"listed": listed, "before": before, "name": backend.name, "torch": "torch" in sys.modules}))
 """)
@@ -132,7 +132,7 @@ def test_auto_backend_is_cuda_only_with_a_cuda_device():
 
     got = python("""
 import json, sys
-from vfs.search import default_backend, get_backend
+from vfs.similarity.exact import default_backend, get_backend
 print(json.dumps({"default": default_backend(), "auto": get_backend("auto").name, "torch": "torch" in sys.modules}))
 """)
     expected = "torch-cuda" if torch.cuda.is_available() else "torch-cpu"

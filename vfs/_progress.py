@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from vfs.indexing import Progress
+from vfs.cache.indexing import Progress
 
 
 def format_duration(seconds: float | None) -> str:

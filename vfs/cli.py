@@ -7,8 +7,9 @@ import json
 import sys
 
 from vfs._progress import ProgressBar
+from vfs.cache.indexing import DEFAULT_CACHE_DIR, IndexSummary
 from vfs.errors import VfsError
-from vfs.indexing import DEFAULT_CACHE_DIR, IndexSummary, list_engines
+from vfs.features.extraction import list_engines
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                                     "s3://bucket/photos")
     _add_model_args(index)
     index.add_argument("--ann", action="store_true",
-                       help="also build the approximate region index for `search --approximate` "
+                       help="also build the approximate shortlist for `search --approximate` "
                             "(needs pip install 'vfs[ann]')")
 
     find = commands.add_parser("search", help="find the images most similar to a region of a query image")
@@ -73,9 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--top-k", type=int, default=20)
     find.add_argument("--exclude-query", action="store_true", help="leave the query image out of the results")
     find.add_argument("--approximate", action="store_true",
-                      help="score only the candidates of the region index (built by `vfs index --ann`) exactly")
+                      help="score only the candidates of the shortlist (built by `vfs index --ann`) exactly")
     find.add_argument("--candidates", type=int, default=None,
-                      help="images the region index proposes with --approximate (default: 1000 for a one-cell "
+                      help="images the shortlist proposes with --approximate (default: 1000 for a one-cell "
                            "region, else 4000)")
     return parser
 
@@ -96,7 +97,7 @@ def _print_summary(summary: IndexSummary, as_json: bool) -> None:
 
 
 def _feature_search(args: argparse.Namespace):  # -> FeatureSearch; imported lazily (torch is slow to import)
-    from vfs.api import FeatureSearch
+    from vfs.feature_search import FeatureSearch
 
     return FeatureSearch(args.data, model=args.model, layer=args.layer, grid=args.grid, weights=args.weights,
                          cache_dir=args.cache_dir, device=args.device)
@@ -104,7 +105,7 @@ def _feature_search(args: argparse.Namespace):  # -> FeatureSearch; imported laz
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "models":
-        from vfs.models import list_models, weights_available
+        from vfs.features.models import list_models, weights_available
 
         names = list_models(pretrained=args.pretrained)
         if args.json:
@@ -115,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{name}  [{available}]" if available else name)
         return 0
     if args.command == "layers":
-        from vfs.models import load_model
+        from vfs.features.models import load_model
 
         model = load_model(args.model, args.weights)
         if args.json:
@@ -132,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = fs.index(args.batch_size, args.workers, progress, shard_images=args.shard_images, engine=args.engine)
     if args.command == "index":
         if args.ann and not summary.cancelled:
-            fs.build_region_index()
+            fs.build_shortlist()
         _print_summary(summary, args.json)
         return 0
     if not args.json:
@@ -145,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
                           "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
                           **approximate, "results": [m.to_dict() for m in result.matches]}, indent=2))
     else:
-        note = (f" · approximate: the region index's {result.candidates} candidates scored exactly"
+        note = (f" · approximate: the shortlist's {result.candidates} candidates scored exactly"
                 if args.approximate else "")
         print(f"{len(fs.cache)} images searched in {result.seconds * 1000:.1f} ms ({result.backend}){note}")
         for rank, match in enumerate(result.matches, start=1):

@@ -1,0 +1,54 @@
+"""Under every search of a labelled dataset: how consistent the results are with the query's label,
+and every image's score per label (box or violin)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages.shared import common
+from vfs.analysis.labels import label_consistency
+from vfs.dashboard.plots import BOX, VIOLIN, label_distribution, precision_figure
+from vfs.dashboard.searching import ShownSearch
+from vfs.feature_search import FeatureSearch
+
+#: The precision curve runs to this many results (or to k, when k is larger).
+PRECISION_DEPTH = 50
+
+
+def _query_row(search: FeatureSearch, shown: ShownSearch) -> int | None:
+    query = shown.outcome.query
+    return search.cache.index_of(query.dataset_path) if query.dataset_path is not None else None
+
+
+def _consistency(search: FeatureSearch, shown: ShownSearch) -> tuple[str, go.Figure | None]:
+    """A sentence on the precision of the query's label, and its precision@k figure."""
+    consistency = label_consistency(shown.outcome.result.scores, search.cache.labels, _query_row(search, shown),
+                                    len(shown.outcome.result.matches), PRECISION_DEPTH)
+    if isinstance(consistency, str):
+        return consistency, None
+    sentence = (f"**Label consistency:** {consistency.at_k:.0%} of the top {consistency.top_k} (the query image "
+                f"itself left out) are labelled **{consistency.label}**, like the query; by chance "
+                f"{consistency.chance:.0%} would be.")
+    return sentence, precision_figure(consistency.precision, consistency.chance, consistency.label, consistency.top_k)
+
+
+def show(search: FeatureSearch, shown: ShownSearch) -> None:
+    """The label-consistency figure and the per-label distribution of ``shown`` (the page's ShownSearch)."""
+    cache = search.cache
+    if not cache.has_labels():
+        return
+    if shown.outcome.result.approximate:  # only the candidates were scored: per-label figures would mislead
+        st.caption("Label consistency and scores per label need every image scored; turn off Approximate to see them.")
+        return
+    sentence, precision = common.remembered("label_consistency", (shown.number,), lambda: _consistency(search, shown))
+    st.markdown(sentence)
+    if precision is not None:
+        st.plotly_chart(precision, key="precision_plot", config={"displaylogo": False})
+    kind = st.segmented_control("Scores per label", [BOX, VIOLIN], key="label_plot_kind", default=BOX,
+                                format_func=str.capitalize) or BOX
+    row = _query_row(search, shown)
+    highlight = cache.labels[row] if row is not None else None
+    per_label = common.remembered("label_distribution", (shown.number, kind), lambda: label_distribution(
+        shown.outcome.result.scores, cache.paths, cache.labels, kind, highlight=highlight))
+    st.plotly_chart(per_label, key="label_plot", config={"displaylogo": False})

@@ -1,0 +1,113 @@
+"""The search gallery's filters: by label, and by a cluster chosen on the Dataset map.
+
+A filter does not search again: the search scored every image, so the gallery shows the best k
+among the images that pass (:func:`vfs.analysis.subset.top_matches`). The label vote of the unfiltered
+top-k is shown beside the label filter. The last top-k is kept for the Dataset map to mark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app_pages.shared import common
+from vfs.analysis.labels import UNLABELLED, describe_vote, label_rows
+from vfs.analysis.subset import Subset, top_matches
+from vfs.cache.feature_cache import FeatureCache
+from vfs.dashboard.searching import ShownSearch
+from vfs.dashboard.selection import Selection
+from vfs.feature_search import FeatureSearch
+from vfs.pictures import match_jpegs
+
+SUBSET_KEY = "gallery_subset"  # a Subset chosen on the Dataset map, or None
+LABELS_KEY = "label_filter"
+TOP_K_KEY = "search_top_k"  # (dataset root, paths of the last search's top-k), for the Dataset map
+SETTINGS_KEY = "search_settings"  # the last search's (k, exclude query), for the Compare page
+DEFAULT_TOP_K = 12
+_VIEW_KEY = "filtered_gallery"  # the last filtered view, so reruns that change nothing cost nothing
+
+
+def choose_subset(subset: Subset | None) -> None:
+    st.session_state[SUBSET_KEY] = subset
+
+
+def current_subset(root: Path) -> Subset | None:
+    subset: Subset | None = st.session_state.get(SUBSET_KEY)
+    return subset if subset is not None and subset.root == root else None
+
+
+def last_top_k(root: Path) -> list[str]:
+    """The paths of the search page's last top-k, if that search was over ``root``."""
+    searched_root, paths = st.session_state.get(TOP_K_KEY, (None, []))
+    return paths if searched_root == root else []
+
+
+def last_settings() -> tuple[int, bool]:
+    """The Search page's last k and exclude-query choice (its widgets' state ends when another page shows)."""
+    return st.session_state.get(SETTINGS_KEY, (DEFAULT_TOP_K, False))
+
+
+def _label_filter(labels: list[str | None]) -> list[str]:
+    options = sorted({UNLABELLED if label is None else label for label in labels})
+    # labels of a previous dataset are dropped rather than shown as choices that do not exist
+    st.session_state[LABELS_KEY] = [name for name in st.session_state.get(LABELS_KEY, []) if name in options]
+    return st.multiselect("Show only these labels", options, key=LABELS_KEY, placeholder="All labels",
+                          help="The gallery shows the best matches among the images with these labels.")
+
+
+def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
+                 thumbnail_side: int) -> ShownSearch:
+    """The label vote and the filters; returns ``shown`` (the search page's ShownSearch), filtered.
+
+    Also keeps the search's top-k and settings for the Dataset map and Compare pages.
+    """
+    matches = shown.outcome.result.matches
+    st.session_state[TOP_K_KEY] = (current.root, [match.path for match in matches])
+    st.session_state[SETTINGS_KEY] = (int(st.session_state.get("top_k", DEFAULT_TOP_K)),
+                                      bool(st.session_state.get("exclude_query", False)))
+    cache = search.cache
+    allowed = np.ones(len(cache), dtype=bool)
+    described = []
+    subset = current_subset(current.root)
+    if subset is not None:
+        allowed &= subset.rows(cache)
+        described.append(f"in {subset.description}")
+        note, clear = st.columns([3, 1], vertical_alignment="center")
+        note.info(f"Filtered to {subset.description} of the Dataset map: the best matches among its "
+                  f"{int(allowed.sum()):,} images.", icon=":material/filter_alt:")
+        clear.button("Clear filter", key="clear_subset", icon=":material/filter_alt_off:", on_click=choose_subset,
+                     args=(None,))
+    chosen: list[str] = []
+    if cache.has_labels():
+        vote_column, filter_column = st.columns([3, 2], vertical_alignment="bottom")
+        with filter_column:
+            chosen = _label_filter(cache.labels)
+        unfiltered = " (before filtering)" if subset is not None or chosen else ""
+        vote_column.markdown(f"**Labels of the top {len(matches)}{unfiltered}:** "
+                             f"{describe_vote([m.label for m in matches])}")
+        if chosen:
+            allowed &= label_rows(cache.labels, chosen)
+            described.append("labelled " + " or ".join(chosen))
+    if subset is None and not chosen:
+        return shown
+    view = common.remembered(_VIEW_KEY, (shown.number, subset, tuple(chosen)),
+                             lambda: _filtered(current, cache, shown, allowed, thumbnail_side))
+    if not view.outcome.result.matches:
+        st.info(f"No image is {' and '.join(described)}.")
+    return view
+
+
+def _filtered(current: Selection, cache: FeatureCache, shown: ShownSearch, allowed: np.ndarray,
+              thumbnail_side: int) -> ShownSearch:
+    matches = shown.outcome.result.matches
+    kept = top_matches(shown.outcome.result, cache, allowed, len(matches))
+    known = {match.index: thumbnail for match, thumbnail in zip(matches, shown.thumbnails)}
+    missing = [match for match in kept if match.index not in known]
+    known |= dict(zip((m.index for m in missing),
+                      match_jpegs([(current.root / m.path, m.box) for m in missing], thumbnail_side)))
+    result = dataclasses.replace(shown.outcome.result, matches=kept)
+    return dataclasses.replace(shown, outcome=dataclasses.replace(shown.outcome, result=result),
+                               thumbnails=[known[match.index] for match in kept])

@@ -1,0 +1,119 @@
+"""The dashboard in a real headless chromium: draw with the mouse, get the gallery, open details.
+
+Screenshots go to test-artifacts/ (git-ignored). Needs Debian's chromium at /usr/bin/chromium
+(`make browser-deps` installs it); Playwright drives it, no browser download is involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.app_cases import SIDE
+from tests.support.app_server import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, GALLERY_LOADED_JS, running_dashboard
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (`make browser-deps`) to run browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        yield launched
+        launched.close()
+
+
+def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1700})  # tall enough for the plot
+        page.goto(f"{url}/?x=1")  # a link that leaves the query image out of the results
+        canvas = page.locator("canvas.upper-canvas")
+        canvas.wait_for(timeout=120_000)
+        # .first: while streamlit reruns, a stale copy of an element can briefly sit beside the new one
+        page.get_by_text("Draw on the query image").first.wait_for()
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)  # the canvas's first report has been handled
+        page.screenshot(path=str(ARTIFACTS / "browser-1-opened.png"))
+
+        # a stroke across the pasted cat's eyes (image pixels 64..256), drawn with the mouse
+        box = canvas.bounding_box()
+        scale = box["width"] / SIDE
+        start, end = (100, 110), (220, 230)
+        page.mouse.move(box["x"] + start[0] * scale, box["y"] + start[1] * scale)
+        page.mouse.down()
+        for step in range(1, 13):
+            x = start[0] + (end[0] - start[0]) * step / 12
+            y = start[1] + (end[1] - start[1]) * step / 12
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+        page.mouse.up()
+
+        results = constructed_case.images - 1
+        page.wait_for_function(GALLERY_LOADED_JS, arg=[1, results], timeout=60_000)
+        captions = page.locator(".st-key-gallery [data-testid='stImageCaption']").all_inner_texts()
+        assert len(captions) == results
+        assert captions[0].startswith("1.") and captions[0].endswith("target.png")
+        assert not any("query.png" in caption for caption in captions)
+        assert "mask=7." in page.url and "q=pasted%2Fquery.png" in page.url
+        page.get_by_text("Searched 11 images").first.wait_for()
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)  # the score distribution
+        page.screenshot(path=str(ARTIFACTS / "browser-2-results.png"), full_page=True)
+
+        page.locator(".st-key-details-1 button").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Every window position").first.wait_for(timeout=30_000)
+        assert "pasted/target.png" in dialog.inner_text()
+        page.wait_for_function("""() => {
+            const images = Array.from(document.querySelectorAll("[role='dialog'] img"));
+            return images.length == 2 && images.every((image) => image.complete && image.naturalWidth > 0);
+        }""", timeout=30_000)  # the best window and the heatmap
+        page.screenshot(path=str(ARTIFACTS / "browser-3-details.png"))
+        page.keyboard.press("Escape")
+
+        page.get_by_role("link", name="Feature caches").click()
+        page.get_by_text("Feature caches").first.wait_for(timeout=30_000)
+        page.locator("[data-testid='stDataFrame'] canvas").first.wait_for(timeout=30_000)  # the cache table
+        page.wait_for_timeout(500)  # the table draws itself on its canvas just after it appears
+        page.screenshot(path=str(ARTIFACTS / "browser-4-index.png"), full_page=True)
+        page.close()
+
+
+def test_a_linked_region_is_drawn_on_the_canvas_and_strokes_add_to_it(constructed_case, browser):
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-link-streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(f"{url}/?q=pasted%2Fquery.png&box=64,64,256,256&x=1")
+        results = constructed_case.images - 1
+        page.wait_for_function(GALLERY_LOADED_JS, arg=[1, results], timeout=120_000)
+        captions = page.locator(".st-key-gallery [data-testid='stImageCaption']").all_inner_texts()
+        assert captions[0].startswith("1.") and captions[0].endswith("target.png")
+
+        # the drawing layer (not the background image's) shows the box, and nothing elsewhere
+        drawing_layer = page.locator("canvas.dc-canvas.lower-canvas")
+        alpha = lambda x, y: drawing_layer.evaluate(  # noqa: E731
+            "(c, [x, y]) => c.getContext('2d').getImageData(Math.floor(x * c.width), Math.floor(y * c.height), 1, 1)"
+            ".data[3]", [x / SIDE, y / SIDE])
+        assert alpha(150, 150) > 0 and alpha(60, 150) == 0 and alpha(350, 350) == 0
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+
+        # a stroke in the bottom-right corner joins the box: the link now carries a grid mask
+        canvas = page.locator("canvas.upper-canvas")
+        box = canvas.bounding_box()
+        scale = box["width"] / SIDE
+        page.mouse.move(box["x"] + 380 * scale, box["y"] + 380 * scale)
+        page.mouse.down()
+        for step in range(1, 9):
+            page.mouse.move(box["x"] + (380 + 6 * step) * scale, box["y"] + 380 * scale)
+        page.mouse.up()
+        page.wait_for_function(GALLERY_LOADED_JS, arg=[2, results], timeout=60_000)
+        page.wait_for_function("() => window.location.search.includes('mask=7.')", timeout=30_000)
+        assert "box=" not in page.url
+        assert alpha(150, 150) > 0  # the linked box is still drawn
+        page.screenshot(path=str(ARTIFACTS / "browser-5-link-edited.png"))
+        page.close()

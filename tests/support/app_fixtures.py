@@ -1,0 +1,58 @@
+"""Fixtures for the dashboard tests; load them with ``pytest_plugins = ["app_fixtures"]``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.app_cases import ConstructedCase, make_constructed_dataset
+from vfs.cache.indexing import build_index
+from vfs.features.models import load_model
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+@pytest.fixture(scope="session")
+def constructed_case(tmp_path_factory: pytest.TempPathFactory) -> ConstructedCase:
+    """The dataset with its default-layer cache (tf_efficientnet_lite0, blocks.6, 7×7) built."""
+    root = tmp_path_factory.mktemp("constructed")
+    case = ConstructedCase(root / "data", root / "cache")
+    make_constructed_dataset(case.data)
+    model = load_model()
+    build_index(case.data, model, model.default_layer, cache_dir=case.cache_dir)
+    return case
+
+
+@pytest.fixture
+def private_case(constructed_case: ConstructedCase, tmp_path: Path) -> ConstructedCase:
+    """The constructed case with a cache folder of its own, for tests that build or delete caches."""
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(constructed_case.cache_dir, cache_dir)
+    return ConstructedCase(constructed_case.data, cache_dir)
+
+
+@pytest.fixture
+def dashboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
+    """``dashboard(case, **env)`` -> an AppTest of app.py on ``case`` (environment set for its runs).
+
+    A deployment test passes ``VFS_CONFIG=...`` and no case, so that the file alone decides.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    def make(case: ConstructedCase | None = None, query_params: dict[str, str] | None = None,
+             **environment: str) -> AppTest:
+        for name in ("VFS_CONFIG", "VFS_DATA", "VFS_CACHE_DIR", "VFS_READ_ONLY"):
+            monkeypatch.delenv(name, raising=False)
+        if case is not None:
+            monkeypatch.setenv("VFS_DATA", str(case.data))
+            monkeypatch.setenv("VFS_CACHE_DIR", str(case.cache_dir))
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        app = AppTest.from_file(str(APP), default_timeout=120)
+        app.query_params.update(query_params or {})
+        return app
+
+    yield make

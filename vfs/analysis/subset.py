@@ -1,0 +1,52 @@
+"""A search's best matches among part of the dataset: the images of some labels, or of a map cluster.
+
+A search already scores every image (:attr:`vfs.similarity.exact.SearchResult.scores`, with each image's
+best window in ``windows``), so restricting the results to a subset ranks those scores again
+instead of searching again. Ranks, ties and boxes are exactly what :func:`vfs.similarity.exact.search`
+gives for the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vfs.analysis.rank_agreement import top_k_indices
+from vfs.cache.feature_cache import FeatureCache
+from vfs.features.geometry import window_to_box
+from vfs.similarity.exact import Match, SearchResult
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Images of one dataset chosen by path, e.g. a cluster of the dataset map."""
+
+    root: Path  # the dataset folder the paths are relative to
+    description: str  # for the user, e.g. "cluster 3.1"
+    paths: frozenset[str]
+
+    def rows(self, cache: FeatureCache) -> np.ndarray:
+        """Boolean mask over ``cache``'s images of those in the subset."""
+        mask = np.zeros(len(cache), dtype=bool)
+        found = [row for row in (cache.index_of(path) for path in self.paths) if row is not None]
+        mask[found] = True
+        return mask
+
+
+def top_matches(result: SearchResult, cache: FeatureCache, allowed: np.ndarray, k: int) -> list[Match]:
+    """The ``k`` best matches among the images where ``allowed`` (a boolean mask over the cache) holds."""
+    allowed = np.asarray(allowed, dtype=bool)
+    if allowed.shape != result.scores.shape:
+        raise ValueError(f"A mask of {allowed.shape} images for a search of {result.scores.shape}.")
+    scores = np.where(allowed, result.scores.astype(np.float64), -np.inf)
+    h, w = result.window_shape
+    matches = []
+    for row in top_k_indices(scores, k):
+        top, left = (int(v) for v in result.windows[row])
+        size = (int(cache.image_sizes[row, 0]), int(cache.image_sizes[row, 1]))
+        matches.append(Match(int(row), cache.paths[row], cache.labels[row], float(result.scores[row]),
+                             window_to_box(top, left, h, w, size, cache.grid), (top, left, h, w)))
+    return matches
+

@@ -1,0 +1,71 @@
+"""A search from the dashboard: running it, describing it, and the window scores behind its heatmaps."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from vfs.analysis.units import region_query
+from vfs.cache.feature_cache import cell_norms2
+from vfs.dashboard.query_images import QueryImage
+from vfs.errors import VfsError
+from vfs.feature_search import FeatureSearch
+from vfs.similarity.exact import SearchResult, get_backend
+from vfs.similarity.region import Region
+
+
+@dataclass
+class SearchOutcome:
+    result: SearchResult
+    query: QueryImage
+    region: Region
+    seconds: float  # query features plus search
+
+
+@dataclass
+class ShownSearch:
+    """A search with what displays it, kept so reruns that do not change it cost nothing."""
+
+    key: tuple
+    outcome: SearchOutcome
+    number: int  # searches run in this session; names the gallery
+    thumbnails: list[bytes]
+    figure: go.Figure | None = None  # built after the gallery is on its way to the browser
+
+
+def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
+               exclude_query: bool, approximate: bool = False) -> SearchOutcome:
+    started = time.perf_counter()
+    result = search.search(query.source(root), top_k=top_k, exclude_query=exclude_query, approximate=approximate,
+                           **region.search_arguments(search.grid))  # type: ignore[arg-type]
+    return SearchOutcome(result, query, region, time.perf_counter() - started)
+
+
+def describe_search(outcome: SearchOutcome, images: int) -> str:
+    """What was searched and how long it took; an approximate search says so."""
+    result = outcome.result
+    scope = (f"Approximate: {result.candidates:,} shortlisted of {images:,} images scored exactly"
+             if result.approximate else f"Searched {images:,} images")
+    return (f"{scope} in {result.seconds * 1000:.0f} ms ({outcome.seconds * 1000:.0f} ms with the query's features, "
+            f"{result.backend}) · window {result.window_shape[0]}×{result.window_shape[1]} cells")
+
+
+def shortlist_problem(search: FeatureSearch) -> str | None:
+    """Why the cache cannot be searched approximately (no shortlist, out of date, no FAISS), or None."""
+    try:
+        search.shortlist  # noqa: B018 - opened once, here, so the first approximate search is quick
+    except VfsError as exc:
+        return str(exc)
+    return None
+
+
+def window_heatmap(search: FeatureSearch, root: Path, query: QueryImage, region: Region, index: int) -> np.ndarray:
+    """The score of every window position in dataset image ``index``, (G-h+1, G-w+1)."""
+    grid_query = region_query(search, query.source(root), region)
+    candidate = np.asarray(search.cache.features(index))[None]
+    backend = get_backend(search.backend) if isinstance(search.backend, str) else search.backend
+    return backend.window_scores(candidate, cell_norms2(candidate), grid_query)[0]

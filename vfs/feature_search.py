@@ -1,0 +1,269 @@
+"""The notebook-friendly entry point: one object per (dataset, model, layer, grid).
+
+The model is loaded only when something needs it: indexing, or a query image that is not in the
+cache. Which cache to read follows from the model's :class:`~vfs.features.models.ModelCard`, which a
+:class:`FeatureSearch` that loads a model saves under ``<cache_dir>/.models/``, keyed by
+:func:`~vfs.features.models.weights_identity`; with it, a search from a dataset image reads the image's
+cached grid and runs the fused CPU kernel without importing torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from vfs.cache.feature_cache import FeatureCache, cache_path, locked
+from vfs.cache.indexing import DEFAULT_CACHE_DIR, SHARD_IMAGES, IndexSummary, Progress, build_index, cache_spec
+from vfs.cache.mirror import DEFAULT_MIRROR_ROOT, is_remote, mirror_folder, pull_cache, push_cache
+from vfs.errors import CacheError, ImageError
+from vfs.features.extraction import ExtractionEngine, get_engine
+from vfs.features.geometry import box_to_grid, load_mask, mask_to_grid
+from vfs.features.images import DEFAULT_MAX_PIXELS, load_image
+from vfs.features.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
+from vfs.features.sources import is_uri
+from vfs.similarity.exact import Query, SearchResult, SimilarityBackend, search
+
+if TYPE_CHECKING:
+    from vfs.similarity.approximate import Shortlist
+
+ImageSource = str | Path | bytes | Image.Image
+
+#: Folder of ``cache_dir`` holding the cards of the models loaded for it.
+MODEL_CARDS = ".models"
+
+
+def _card_file(cache_dir: Path, identity: dict[str, Any]) -> Path:
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / MODEL_CARDS / f"{key}.json"
+
+
+def saved_card(cache_dir: Path, identity: dict[str, Any] | None) -> ModelCard | None:
+    """The card saved for the model ``identity`` describes, or None."""
+    if identity is None:
+        return None
+    try:
+        record = json.loads(_card_file(cache_dir, identity).read_text())
+        return ModelCard.from_json(json.dumps(record["card"])) if record["identity"] == identity else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_card(cache_dir: Path, identity: dict[str, Any] | None, card: ModelCard) -> None:
+    """Save ``card`` for later processes (atomically; a cache folder that cannot be written is no error)."""
+    if identity is None:
+        return
+    target = _card_file(cache_dir, identity)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".tmp-", suffix=".json", delete=False) as out:
+            json.dump({"identity": identity, "card": json.loads(card.to_json())}, out, sort_keys=True)
+        os.replace(out.name, target)
+    except OSError:
+        pass
+
+
+class FeatureSearch:
+    """Search a folder of images for regions that a model's layer sees as alike.
+
+    >>> fs = FeatureSearch("photos", layer="blocks.5")      # doctest: +SKIP
+    >>> fs.index()                                          # doctest: +SKIP
+    >>> result = fs.search("photos/cat.jpg", box=(40, 30, 120, 110), top_k=5)  # doctest: +SKIP
+    >>> [(m.path, m.score, m.box) for m in result.matches]  # doctest: +SKIP
+    """
+
+    def __init__(self, data: str | Path, model: str | FeatureModel = DEFAULT_MODEL, layer: str | None = None,
+                 grid: int | None = None, weights: str | Path | None = None,
+                 cache_dir: str | Path = DEFAULT_CACHE_DIR, device: str | None = None,
+                 backend: SimilarityBackend | str = "auto", mirror_root: str | Path = DEFAULT_MIRROR_ROOT):
+        self.data = Path(data).expanduser()
+        # where the images are read from for indexing: the folder, or a pyarrow.fs URI as given
+        self.location: str | Path = data if is_uri(data) else self.data
+        # a cache directory on object storage is mirrored in a local folder (see vfs.cache.mirror)
+        self.cache_store = str(cache_dir) if is_remote(cache_dir) else None
+        self.cache_dir = (mirror_folder(str(cache_dir), mirror_root) if self.cache_store is not None
+                          else Path(cache_dir).expanduser())
+        self.backend = backend
+        self._cache: FeatureCache | None = None
+        self._region_index: Shortlist | None = None
+        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._layer_name, self._grid = layer, grid
+        self._model: FeatureModel | None = model if isinstance(model, FeatureModel) else None
+        self._request = (str(model), weights, device)  # what _load_model loads when no model was given
+        self.card: ModelCard | None = None
+        card = model.card if isinstance(model, FeatureModel) else (
+            saved_card(self.cache_dir, weights_identity(model, weights)) or self._load_model().card)
+        self._use(card)
+
+    def _use(self, card: ModelCard) -> None:
+        self.card = card
+        self.layer = card.layer(self._layer_name) if self._layer_name else card.default_layer
+        self.spec = cache_spec(card, self.layer, self._grid)
+        self.cache_path = cache_path(self.cache_dir, self.location, self.spec)
+
+    def _load_model(self) -> FeatureModel:
+        """Load the requested model once and save its card; where the saved card was out of date,
+        switch to the model's own (layer, spec and cache path follow)."""
+        with self._model_lock:
+            if self._model is None:
+                name, weights, device = self._request
+                model = load_model(name, weights, device)
+                save_card(self.cache_dir, weights_identity(name, weights), model.card)
+                if self.card is not None and model.card != self.card:
+                    with self._lock:
+                        self._use(model.card)
+                        self._cache = self._region_index = None
+                self._model = model
+            return self._model
+
+    @property
+    def model(self) -> FeatureModel:
+        """The model, loaded on first use (a search from dataset images does not need it)."""
+        return self._model if self._model is not None else self._load_model()
+
+    @property
+    def grid(self) -> int:
+        return self.spec.grid
+
+    def index(self, batch_size: int = 32, workers: int = 2, progress: Callable[[Progress], None] | None = None,
+              cancel: threading.Event | None = None, shard_images: int = SHARD_IMAGES,
+              engine: str | ExtractionEngine = "local", **engine_options: Any) -> IndexSummary:
+        """Extract what is new or changed; the open cache is reloaded afterwards.
+
+        ``engine``: where features are extracted, by registered name (``"local"``: decoding threads
+        and the model in this process; ``"ray"``: Ray Data actors, see :mod:`vfs.features.ray_extraction`) or an
+        :class:`~vfs.features.extraction.ExtractionEngine`. A named engine is made with ``workers`` (decoding
+        threads, or Ray model actors) and ``engine_options``, e.g. ``address=``, ``cpus_per_worker=``
+        or ``decode_threads=`` for Ray.
+        """
+        if engine_options and not isinstance(engine, str):
+            raise TypeError("engine options apply to an engine given by name")
+        extractor = get_engine(engine, workers=workers, **engine_options) if isinstance(engine, str) else engine
+        model = self.model
+        self._pull()  # a mirrored cache is brought up to date first, so only what is new is extracted
+        summary = build_index(self.location, model, self.layer, self.spec.grid, self.cache_dir, batch_size,
+                              workers, progress, cancel, shard_images=shard_images, engine=extractor)
+        if self.cache_store is not None and summary.images:
+            push_cache(self.cache_path, self.cache_store, self._relative_cache_path)
+        with self._lock:
+            self._cache = self._region_index = None
+        return summary
+
+    @property
+    def _relative_cache_path(self) -> str:
+        return self.cache_path.relative_to(self.cache_dir).as_posix()
+
+    def _pull(self) -> None:
+        if self.cache_store is not None:
+            pull_cache(self.cache_store, self._relative_cache_path, self.cache_path)
+
+    @property
+    def cache(self) -> FeatureCache:
+        try:
+            return self._open_cache()
+        except CacheError:
+            if self._model is not None:
+                raise
+        self._load_model()  # no cache where the saved card points: it may be out of date
+        return self._open_cache()
+
+    def _open_cache(self) -> FeatureCache:
+        with self._lock:
+            if self._cache is None:
+                self._pull()
+                self._cache = FeatureCache.open(self.cache_path, self.data)
+            return self._cache
+
+    def query_features(self, image: ImageSource) -> tuple[np.ndarray, tuple[int, int]]:
+        """The query grid (C, G, G) float32 (rounded through float16 like the cache) and the image size."""
+        path = None if isinstance(image, (bytes, Image.Image)) else Path(image).expanduser()
+        index = self._cache_row(path) if path is not None else None
+        if index is not None:  # a dataset image: its cached grid, no forward pass
+            width, height = self.cache.image_sizes[index]
+            return self.cache.features(index).astype(np.float32), (int(width), int(height))
+        picture = load_image(path if path is not None else image, max_pixels=DEFAULT_MAX_PIXELS)
+        model = self.model  # first: loading it may correct the layer and grid of an out-of-date card
+        grid = model.grid_features(model.preprocessing(picture)[None], self.layer, self.spec.grid)
+        return grid[0].numpy().astype(np.float16).astype(np.float32), picture.size
+
+    def _cache_row(self, path: Path) -> int | None:
+        """The cache row of a dataset file, if it is in the cache."""
+        if is_uri(self.location):
+            return None
+        try:
+            return self.cache.index_of(path.resolve().relative_to(self.data.resolve()).as_posix())
+        except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (pathlib before 3.13)
+            return None
+
+    def grid_mask(self, image_size: tuple[int, int], mask: np.ndarray | str | Path | None = None,
+                  box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+        """A region (boolean/float mask array, mask PNG, or box in pixels) as (G, G) weights."""
+        if (mask is None) == (box is None):
+            raise ValueError("Give exactly one of mask= or box=.")
+        if box is not None:
+            return box_to_grid(box, image_size, self.spec.grid)
+        if isinstance(mask, (str, Path)):
+            mask = load_mask(mask, image_size)
+        return mask_to_grid(np.asarray(mask), self.spec.grid)
+
+    def search(self, image: ImageSource, mask: np.ndarray | str | Path | None = None,
+               box: tuple[float, float, float, float] | None = None, top_k: int = 20,
+               exclude_query: bool = False, approximate: bool = False, candidates: int | None = None) -> SearchResult:
+        """Top-k images whose best window matches the region of ``image`` (mask or box, in its pixels).
+
+        ``approximate``: score exactly only the ``candidates`` images the cache's shortlist
+        proposes (:attr:`shortlist`); the result is an :class:`~vfs.similarity.approximate.ApproximateSearchResult`.
+        """
+        features, size = self.query_features(image)
+        query = Query(features, self.grid_mask(size, mask=mask, box=box))
+        exclude = None
+        if exclude_query and not isinstance(image, (bytes, Image.Image)):
+            row = self._cache_row(Path(image).expanduser())
+            exclude = [row] if row is not None else None
+        if approximate:
+            return self.shortlist.search(query, top_k, exclude, candidates, backend=self.backend)
+        return search(self.cache, query, top_k=top_k, exclude=exclude, backend=self.backend)
+
+    def build_shortlist(self) -> Shortlist:
+        """Build the cache's shortlist for approximate search unless an up-to-date one exists; needs
+        FAISS (``vfs[ann]``). Holds the cache's lock: a second build (another session, another process)
+        waits, then finds the index built; an indexer waits too, the index describing the cache's shards."""
+        from vfs.similarity.approximate import Shortlist
+
+        cache = self.cache  # opened (and, when mirrored, pulled) before the lock, which pulling takes too
+        with locked(self.cache_path):
+            try:
+                return self.shortlist
+            except CacheError:  # none yet, out of date or damaged
+                pass
+            index = Shortlist.build(cache)
+            with self._lock:
+                self._region_index = index
+            return index
+
+    @property
+    def shortlist(self) -> Shortlist:
+        """The approximate first stage of the cache (:mod:`vfs.similarity.approximate`, built by ``vfs index --ann``), opened
+        once and again only when it is rewritten on disk; a :class:`~vfs.errors.VfsError` says why there
+        is none (not built, out of date, damaged, no FAISS)."""
+        from vfs.similarity.approximate import Shortlist
+
+        cache = self.cache
+        with self._lock:
+            index = self._region_index
+            if index is None or index.cache is not cache or index.version != Shortlist.stored_version(cache):
+                self._region_index = None
+                self._region_index = Shortlist.open(cache)
+            return self._region_index
+
+
+__all__ = ["FeatureSearch", "ImageError"]

@@ -1,0 +1,370 @@
+"""The search as a notebook widget (anywidget: JupyterLab, Notebook 7, VS Code, Colab).
+
+``vfs.widget(data)`` shows the query image with a brush and a box tool beside the top-k
+matches. It searches with :class:`vfs.feature_search.FeatureSearch`, so it shares the engine and the
+caches of the CLI and the dashboard. Python reads and sets the state: ``w.query``, ``w.mask``,
+``w.box``, ``w.results`` and ``w.search_result``.
+
+The browser draws on a canvas the size of the query preview (``display`` pixels) and sends the
+region through the ``_region`` trait as one of
+
+* ``{}``: no region;
+* ``{"kind": "box", "box": [x0, y0, x1, y1], "size": [w, h], "from": ...}``, display pixels;
+* ``{"kind": "mask", "png": "data:image/png;base64,...", "size": [w, h], "from": ...}``, a
+  ``w``×``h`` PNG whose alpha channel is the weight of each display pixel.
+
+``from`` is ``"browser"`` for what the user drew (Python decodes and searches) and ``"python"``
+for what code set (the browser draws it); the browser numbers its drawings (``"drawing"``) so
+that one equal to the last is still a change. :func:`decode_region` maps a drawn region into the
+query image's pixels; the engine then maps that onto the feature grid (:mod:`vfs.features.geometry`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+from PIL import Image
+
+from vfs.errors import ImageError, MaskError, VfsError
+from vfs.feature_search import FeatureSearch
+from vfs.features.geometry import Box
+from vfs.notebook.gallery import THUMB_SIDE, jpeg_data_url, match_caption, match_thumbnail
+from vfs.pictures import MATCH_COLOUR, load_preview
+from vfs.similarity.exact import Match, SearchResult
+
+#: Long side of the query picture the user draws on, in display pixels.
+PREVIEW_SIDE = 448
+#: A data URL larger than this is refused before decoding (a drawn mask is a few kilobytes).
+MAX_DATA_URL = 8_000_000
+
+
+def decode_data_url(url: str, mime: str = "image/png") -> bytes:
+    """The bytes of a base64 ``data:`` URL of the given MIME type."""
+    prefix = f"data:{mime};base64,"
+    if not isinstance(url, str) or not url.startswith(prefix):
+        raise MaskError(f"Expected a {mime} data URL, got {str(url)[:40]!r}.")
+    if len(url) > MAX_DATA_URL:
+        raise MaskError(f"The drawn mask is too large ({len(url):,} characters).")
+    try:
+        return base64.b64decode(url[len(prefix):], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MaskError(f"The drawn mask is not valid base64: {exc}") from None
+
+
+def png_data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def box_mask(box: Box | tuple[float, float, float, float], image_size: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 coverage of each pixel by ``box`` (fractional at its edges).
+
+    Area-averaged onto a grid it gives exactly :func:`vfs.features.geometry.box_to_grid` of the box.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    width, height = image_size
+
+    def coverage(start: float, stop: float, pixels: int) -> np.ndarray:
+        left = np.arange(pixels, dtype=np.float64)
+        return np.clip(np.minimum(left + 1, stop) - np.maximum(left, start), 0.0, 1.0)
+
+    return np.outer(coverage(y0, y1, height), coverage(x0, x1, width)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DrawnRegion:
+    """A region in the query image's pixels: its mask, and its box when it is one rectangle."""
+
+    mask: np.ndarray  # (H, W) float32 weights in [0, 1]
+    box: Box | None = None
+
+    @classmethod
+    def from_box(cls, box: Box | tuple[float, float, float, float], image_size: tuple[int, int]) -> DrawnRegion:
+        """The part of ``box`` inside the image; raises :class:`MaskError` when none is."""
+        width, height = image_size
+        x0, y0, x1, y1 = (float(v) for v in box)
+        clipped = Box(max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
+        if not (clipped.x1 > clipped.x0 and clipped.y1 > clipped.y0):
+            raise MaskError(f"Box {tuple(box)} has no area inside the {width}×{height} query image.")
+        return cls(box_mask(clipped, image_size), clipped)
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, image_size: tuple[int, int]) -> DrawnRegion:
+        mask = np.asarray(mask, dtype=np.float32)
+        width, height = image_size
+        if mask.shape != (height, width):
+            raise MaskError(f"The mask is {mask.shape[1]}×{mask.shape[0]} but the query image is {width}×{height}.")
+        if not np.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
+            raise MaskError("Mask weights must lie in [0, 1].")
+        if not mask.any():
+            raise MaskError("The mask is empty: it selects no pixel.")
+        return cls(mask)
+
+    def search_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`FeatureSearch.search`: a box stays exact."""
+        return {"box": tuple(self.box)} if self.box is not None else {"mask": self.mask}
+
+
+def decode_region(wire: dict[str, Any], image_size: tuple[int, int]) -> DrawnRegion | None:
+    """A region drawn at display size (see the module docstring) in the query image's pixels.
+
+    Returns None for no region (nothing drawn, a box or strokes of no area); raises
+    :class:`MaskError` for a malformed message.
+    """
+    if not wire:
+        return None
+    kind = wire.get("kind")
+    try:
+        display_w, display_h = (int(v) for v in wire["size"])
+    except (KeyError, TypeError, ValueError):
+        raise MaskError(f"A drawn region needs its display size, got {wire.get('size')!r}.") from None
+    if display_w < 1 or display_h < 1:
+        raise MaskError(f"Display size {display_w}×{display_h} is empty.")
+    width, height = image_size
+    if kind == "box":
+        try:
+            x0, y0, x1, y1 = (float(v) for v in wire["box"])
+        except (KeyError, TypeError, ValueError):
+            raise MaskError(f"A drawn box needs four numbers, got {wire.get('box')!r}.") from None
+        sx, sy = width / display_w, height / display_h
+        # a drag may run in any direction and past the picture's edges
+        box = (min(x0, x1) * sx, min(y0, y1) * sy, max(x0, x1) * sx, max(y0, y1) * sy)
+        try:
+            return DrawnRegion.from_box(box, image_size)
+        except MaskError:
+            return None
+    if kind == "mask":
+        try:
+            with Image.open(io.BytesIO(decode_data_url(wire.get("png", "")))) as drawn:
+                drawn.load()
+                if drawn.size != (display_w, display_h):
+                    raise MaskError(f"The drawn mask is {drawn.size[0]}×{drawn.size[1]}, not the "
+                                    f"{display_w}×{display_h} it was drawn at.")
+                alpha = drawn.convert("RGBA").getchannel("A")
+        except MaskError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise MaskError(f"The drawn mask is not a readable PNG ({type(exc).__name__}).") from None
+        if alpha.getbbox() is None:
+            return None
+        scaled = alpha.resize((width, height), Image.Resampling.BILINEAR) if alpha.size != (width, height) else alpha
+        return DrawnRegion.from_mask(np.asarray(scaled, dtype=np.float32) / 255.0, image_size)
+    raise MaskError(f"Unknown region kind {kind!r}: expected 'box' or 'mask'.")
+
+
+def encode_region(region: DrawnRegion, image_size: tuple[int, int], display_size: tuple[int, int]) -> dict[str, Any]:
+    """The message that makes the browser draw ``region`` (set from Python) on its canvas."""
+    width, height = image_size
+    display_w, display_h = display_size
+    if region.box is not None:
+        sx, sy = display_w / width, display_h / height
+        x0, y0, x1, y1 = region.box
+        return {"kind": "box", "box": [x0 * sx, y0 * sy, x1 * sx, y1 * sy], "size": [display_w, display_h],
+                "from": "python"}
+    alpha = Image.fromarray(np.round(region.mask * 255).astype(np.uint8), "L")
+    alpha = alpha.resize((display_w, display_h), Image.Resampling.BILINEAR)
+    picture = Image.new("RGBA", (display_w, display_h), MATCH_COLOUR + (0,))
+    picture.putalpha(alpha)
+    return {"kind": "mask", "png": png_data_url(picture), "size": [display_w, display_h], "from": "python"}
+
+
+def display_size(image_size: tuple[int, int], side: int = PREVIEW_SIDE) -> tuple[int, int]:
+    """The query's size on screen: ``side`` pixels on its long side, small images enlarged."""
+    width, height = image_size
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def match_payload(matches: list[Match], root: str | Path, side: int = THUMB_SIDE) -> list[dict[str, Any]]:
+    """What the browser shows of each match: thumbnail (window outlined), caption, score, box."""
+    return [{"rank": rank, "path": match.path, "label": match.label, "score": round(match.score, 4),
+             "box": [round(v, 1) for v in match.box], "caption": match_caption(rank, match),
+             "thumb": jpeg_data_url(match_thumbnail(root, match, side))}
+            for rank, match in enumerate(matches, start=1)]
+
+
+class SearchWidget(anywidget.AnyWidget):
+    """Draw a region on the query image; see the top-k matches. Create it with :func:`widget`."""
+
+    _esm = Path(__file__).with_name("widget.js")
+    _css = Path(__file__).with_name("widget.css")
+
+    _view = traitlets.Dict().tag(sync=True)  # the query picture: src, width, height, name
+    _region = traitlets.Dict().tag(sync=True)
+    _matches = traitlets.List().tag(sync=True)
+    _status = traitlets.Unicode("").tag(sync=True)
+    _error = traitlets.Unicode("").tag(sync=True)
+    top_k = traitlets.Int(8).tag(sync=True)
+    exclude_query = traitlets.Bool(False).tag(sync=True)
+    brush_size = traitlets.Int(28).tag(sync=True)  # display pixels
+
+    def __init__(self, feature_search: FeatureSearch, query: str | Path | None = None, top_k: int = 8,
+                 exclude_query: bool = False, **kwargs: Any):
+        self.feature_search = feature_search
+        self._query: Path | None = None
+        self._query_size: tuple[int, int] = (0, 0)
+        self._drawn: DrawnRegion | None = None
+        self._result: SearchResult | None = None
+        super().__init__(top_k=top_k, exclude_query=exclude_query, **kwargs)
+        self.on_msg(self._handle_message)
+        if query is None and len(feature_search.cache):
+            query = feature_search.data / feature_search.cache.paths[0]
+        if query is not None:
+            self.query = query
+
+    # --- state readable and settable from Python ---------------------------------------------
+
+    @property
+    def query(self) -> Path | None:
+        """The query image; set a path (absolute, or relative to the dataset folder) to change it."""
+        return self._query
+
+    @query.setter
+    def query(self, path: str | Path) -> None:
+        path = Path(path).expanduser()
+        if not path.is_file() and (self.feature_search.data / path).is_file():
+            path = self.feature_search.data / path
+        if not path.is_file():
+            raise ImageError(f"{path}: file not found")
+        preview, size = load_preview(path, PREVIEW_SIDE)  # raises ImageError for what cannot be read
+        shown = display_size(size)
+        if preview.size != shown:
+            preview = preview.resize(shown, Image.Resampling.LANCZOS)
+        self._query, self._query_size = path, size
+        self._drawn, self._result = None, None
+        self._view = {"src": jpeg_data_url(preview, 90), "width": shown[0], "height": shown[1],
+                      "name": self._query_name(path), "size": list(size)}
+        self._region = {}
+        self._matches = []
+        self._error = ""
+        self._status = self._ready_text()
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The region as (H, W) float32 weights in the query image's pixels, or None."""
+        return None if self._drawn is None else self._drawn.mask
+
+    @mask.setter
+    def mask(self, mask: np.ndarray | None) -> None:
+        self._set_region(None if mask is None else DrawnRegion.from_mask(mask, self._query_size))
+
+    @property
+    def box(self) -> Box | None:
+        """The region's box in the query image's pixels when it is one rectangle, else None."""
+        return None if self._drawn is None else self._drawn.box
+
+    @box.setter
+    def box(self, box: Box | tuple[float, float, float, float] | None) -> None:
+        self._set_region(None if box is None else DrawnRegion.from_box(box, self._query_size))
+
+    @property
+    def results(self) -> list[Match]:
+        """The matches shown, best first."""
+        return [] if self._result is None else list(self._result.matches)
+
+    @property
+    def search_result(self) -> SearchResult | None:
+        """The whole last search, with every image's score (``.scores``)."""
+        return self._result
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _query_name(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.feature_search.data.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _ready_text(self) -> str:
+        fs = self.feature_search
+        return (f"{len(fs.cache):,} images · {fs.model.label} · {fs.layer.name} · grid {fs.grid}×{fs.grid}"
+                " — draw a region")
+
+    def _set_region(self, region: DrawnRegion | None) -> None:
+        if self._query is None:
+            raise VfsError("Set w.query before a region.")
+        self._drawn = region
+        shown = (self._view["width"], self._view["height"])
+        self._region = {} if region is None else encode_region(region, self._query_size, shown)
+        self._search()
+
+    @traitlets.observe("_region")
+    def _region_drawn(self, change: dict[str, Any]) -> None:
+        if change["new"].get("from") == "python" or self._query is None:
+            return  # set through w.mask / w.box, which decoded and searched already
+        try:
+            self._drawn = decode_region(change["new"], self._query_size)
+        except MaskError as exc:
+            self._drawn = None
+            self._fail(exc)
+        else:
+            self._search()
+        self.send({"type": "searched"})  # the browser shows "Searching…" until this arrives
+
+    @traitlets.observe("top_k", "exclude_query")
+    def _options_changed(self, change: dict[str, Any]) -> None:
+        if self._drawn is not None:
+            self._search()
+
+    def _search(self) -> None:
+        if self._drawn is None or self._query is None:
+            self._result = None
+            self._matches = []
+            self._error = ""
+            self._status = self._ready_text() if self._query is not None else ""
+            return
+        try:
+            result = self.feature_search.search(self._query, top_k=max(1, self.top_k),
+                                                exclude_query=self.exclude_query, **self._drawn.search_arguments())
+            payload = match_payload(result.matches, self.feature_search.data)
+        except (VfsError, ValueError, OSError) as exc:
+            self._fail(exc)
+            return
+        self._result = result
+        self._matches = payload
+        self._error = ""
+        region = "box" if self._drawn.box is not None else "mask"
+        self._status = (f"top {len(result.matches)} of {len(result.scores):,} images · {region} region · "
+                        f"{result.seconds * 1000:.0f} ms")
+
+    def _fail(self, error: Exception) -> None:
+        self._result = None
+        self._matches = []
+        self._error = str(error)
+
+    def _handle_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        if content.get("type") == "use-as-query":
+            rank = int(content.get("rank", 0))
+            if 1 <= rank <= len(self.results):
+                try:
+                    self.query = self.feature_search.data / self.results[rank - 1].path
+                except OSError as exc:  # the file changed since it was indexed
+                    self._fail(exc)
+
+
+def widget(data: str | Path | FeatureSearch, query: str | Path | None = None, *, top_k: int = 8,
+           exclude_query: bool = False, index: bool = True, **options: Any) -> SearchWidget:
+    """The search as a notebook widget over ``data`` (a dataset folder or a :class:`FeatureSearch`).
+
+    ``options`` are those of :class:`FeatureSearch` (``model``, ``layer``, ``grid``, ``weights``,
+    ``cache_dir``, ...). With ``index`` the cache is brought up to date first (only new or changed
+    images are extracted). ``query`` defaults to the dataset's first image.
+    """
+    if isinstance(data, FeatureSearch):
+        if options:
+            raise TypeError(f"Options {sorted(options)} apply only when data is a folder, not a FeatureSearch.")
+        feature_search = data
+    else:
+        feature_search = FeatureSearch(data, **options)
+    if index:
+        feature_search.index()
+    return SearchWidget(feature_search, query=query, top_k=top_k, exclude_query=exclude_query)
