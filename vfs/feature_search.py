@@ -93,7 +93,7 @@ class FeatureSearch:
                           else Path(cache_dir).expanduser())
         self.backend = backend
         self._cache: FeatureCache | None = None
-        self._region_index: Shortlist | None = None
+        self._shortlist: Shortlist | None = None
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._layer_name, self._grid = layer, grid
@@ -121,7 +121,7 @@ class FeatureSearch:
                 if self.card is not None and model.card != self.card:
                     with self._lock:
                         self._use(model.card)
-                        self._cache = self._region_index = None
+                        self._cache = self._shortlist = None
                 self._model = model
             return self._model
 
@@ -155,7 +155,7 @@ class FeatureSearch:
         if self.cache_store is not None and summary.images:
             push_cache(self.cache_path, self.cache_store, self._relative_cache_path)
         with self._lock:
-            self._cache = self._region_index = None
+            self._cache = self._shortlist = None
         return summary
 
     @property
@@ -247,7 +247,7 @@ class FeatureSearch:
                 pass
             index = Shortlist.build(cache)
             with self._lock:
-                self._region_index = index
+                self._shortlist = index
             return index
 
     @property
@@ -259,11 +259,11 @@ class FeatureSearch:
 
         cache = self.cache
         with self._lock:
-            index = self._region_index
+            index = self._shortlist
             if index is None or index.cache is not cache or index.version != Shortlist.stored_version(cache):
-                self._region_index = None
-                self._region_index = Shortlist.open(cache)
-            return self._region_index
+                self._shortlist = None
+                self._shortlist = Shortlist.open(cache)
+            return self._shortlist
 
 
 __all__ = ["FeatureSearch", "ImageError"]
