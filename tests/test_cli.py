@@ -81,3 +81,55 @@ def test_console_script_is_installed():
     scripts = __import__("sysconfig").get_path("scripts")
     done = subprocess.run([f"{scripts}/vfs", "layers", "tf_efficientnet_lite0"], capture_output=True, text=True)
     assert done.returncode == 0 and "blocks.6 (320×7×7)  (default)" in done.stdout
+
+
+def test_regions_file_searches_a_region_set(tmp_path, capsys, photo_dir):
+    cache = tmp_path / "cache"
+    mask = np.zeros((300, 451), np.uint8)  # chelsea.png is 451×300
+    mask[40:200, 100:300] = 255
+    Image.fromarray(mask).save(tmp_path / "cat-mask.png")
+    regions = [{"image": "animals/chelsea.png", "box": [100, 40, 300, 200]},
+               {"image": "objects/coffee.png", "box": [0, 0, 200, 200]},
+               {"image": "textures/brick.png", "box": [0, 0, 256, 256], "negative": True}]
+    (photo_dir / "regions.json").write_text(json.dumps(regions))
+    common = ["--layer", "blocks.5", "--cache-dir", cache]
+    code, out, err = run(capsys, "search", photo_dir, *common, "--regions", photo_dir / "regions.json", "--json",
+                         "--top-k", "9")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["negative"] == [False, False, True] and result["negative_weight"] == 1.0
+    assert all(len(r["boxes"]) == 2 and len(r["region_scores"]) == 3 for r in result["results"])
+    for r in result["results"]:  # the documented score, from the per-region scores it reports
+        s = r["region_scores"]
+        assert abs(r["score"] - ((s[0] + s[1]) / 2 - s[2])) < 1e-5
+    (photo_dir / "positives.json").write_text(json.dumps(regions[:2]))
+    code, out, _ = run(capsys, "search", photo_dir, *common, "--regions", photo_dir / "positives.json", "--json",
+                       "--top-k", "9")
+    without_negative = [r["path"] for r in json.loads(out)["results"]]
+    with_negative = [r["path"] for r in result["results"]]
+    assert with_negative.index("textures/brick.png") > without_negative.index("textures/brick.png")
+
+    import vfs
+
+    api = vfs.FeatureSearch(photo_dir, layer="blocks.5", cache_dir=cache).search_regions(
+        [vfs.QueryRegion(photo_dir / "animals/chelsea.png", mask=tmp_path / "cat-mask.png"),
+         vfs.QueryRegion(photo_dir / "objects/coffee.png", box=(0, 0, 200, 200)),
+         vfs.QueryRegion(photo_dir / "textures/brick.png", box=(0, 0, 256, 256), negative=True)], top_k=9)
+    assert [m.path for m in api.matches] == [r["path"] for r in result["results"]]  # the mask is the same region
+
+    (tmp_path / "bad.json").write_text(json.dumps([{"image": "animals/chelsea.png"}]))
+    code, _, err = run(capsys, "search", photo_dir, *common, "--regions", tmp_path / "bad.json")
+    assert code == 2 and "exactly one of" in err
+    code, _, err = run(capsys, "search", photo_dir, *common)
+    assert code == 2 and "--regions" in err
+
+
+def test_modes_group_the_top_matches(tmp_path, capsys, photo_dir):
+    code, out, err = run(capsys, "search", photo_dir, "--layer", "blocks.5", "--cache-dir", tmp_path / "c",
+                         "--query", photo_dir / "animals/chelsea.png", "--box", "100,40,300,200", "--modes", "9",
+                         "--json")
+    assert code == 0, err
+    modes = json.loads(out)["modes"]
+    assert sum(mode["size"] for mode in modes) == 9
+    assert all(set(mode) == {"size", "exemplars", "labels"} and sum(mode["labels"].values()) == mode["size"]
+               for mode in modes)

@@ -3,7 +3,7 @@
 from vfs.cache.feature_cache import CacheSpec, FeatureCache
 from vfs.cache.indexing import IndexSummary, build_index
 from vfs.errors import CacheError, DatasetError, ImageError, LayerError, MaskError, ModelError, VfsError
-from vfs.feature_search import FeatureSearch
+from vfs.feature_search import FeatureSearch, QueryRegion
 from vfs.features.geometry import Box, box_to_grid, mask_to_grid, window_to_box
 from vfs.features.images import load_image, scan_images
 from vfs.features.models import DEFAULT_MODEL, FeatureModel, LayerInfo, list_models, load_model
@@ -22,7 +22,7 @@ def widget(*args, **kwargs):
 __all__ = [
     "Box", "CacheError", "CacheSpec", "DEFAULT_MODEL", "DatasetError", "FeatureCache", "FeatureModel",
     "FeatureSearch", "ImageError", "IndexSummary", "LayerError", "LayerInfo", "MaskError", "Match", "ModelError",
-    "Query", "SearchResult", "VfsError", "box_to_grid", "build_index", "get_backend", "list_backends",
+    "Query", "QueryRegion", "SearchResult", "VfsError", "box_to_grid", "build_index", "get_backend", "list_backends",
     "list_models", "load_image", "load_model", "mask_to_grid", "register_backend", "scan_images", "search",
     "widget", "window_to_box",
 ]

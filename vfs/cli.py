@@ -67,10 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     find = commands.add_parser("search", help="find the images most similar to a region of a query image")
     find.add_argument("data", help="folder of images or pyarrow.fs URI; what is not yet indexed is indexed first")
     _add_model_args(find)
-    find.add_argument("--query", required=True, help="query image (in the dataset or not)")
-    region = find.add_mutually_exclusive_group(required=True)
+    find.add_argument("--query", help="query image (in the dataset or not); with --box or --mask")
+    region = find.add_mutually_exclusive_group()
     region.add_argument("--box", type=_box, help="X0,Y0,X1,Y1 in the query image's pixels")
     region.add_argument("--mask", help="mask PNG of the query image's size (white or opaque = selected)")
+    region.add_argument("--regions", help="instead of --query: a JSON list of regions, each {\"image\": PATH, "
+                                          "\"box\": [X0, Y0, X1, Y1]} or {\"image\": PATH, \"mask\": PNG}, with an "
+                                          "optional \"negative\": true; paths relative to the JSON file")
+    find.add_argument("--negative-weight", type=float, default=1.0,
+                      help="with --regions: how much the closest negative region counts against a result")
+    find.add_argument("--modes", type=int, nargs="?", const=200, default=None, metavar="N",
+                      help="group the top N matches (default 200) into modes by their matched windows")
     find.add_argument("--top-k", type=int, default=20)
     find.add_argument("--exclude-query", action="store_true", help="leave the query image out of the results")
     find.add_argument("--approximate", action="store_true",
@@ -138,13 +145,18 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         _print_summary(summary, False)
+    if args.regions:
+        return _search_regions(fs, args)
+    if args.query is None or (args.box is None and args.mask is None):
+        raise VfsError("Give --query with --box or --mask, or --regions.")
     result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k, exclude_query=args.exclude_query,
                        approximate=args.approximate, candidates=args.candidates)
     approximate = {"approximate": True, "candidates": result.candidates} if args.approximate else {"approximate": False}
+    modes = {"modes": [mode.to_dict(fs.cache) for mode in _modes(fs, result, args.modes)]} if args.modes else {}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
-                          **approximate, "results": [m.to_dict() for m in result.matches]}, indent=2))
+                          **approximate, "results": [m.to_dict() for m in result.matches], **modes}, indent=2))
     else:
         note = (f" · approximate: the shortlist's {result.candidates} candidates scored exactly"
                 if args.approximate else "")
@@ -152,6 +164,60 @@ def _run(args: argparse.Namespace) -> int:
         for rank, match in enumerate(result.matches, start=1):
             box = ",".join(f"{v:.0f}" for v in match.box)
             print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  box {box}")
+        for number, mode in enumerate(modes.get("modes", []), start=1):
+            labels = ", ".join(f"{count} {label or '-'}" for label, count in mode["labels"].items())
+            print(f"mode {number}: {mode['size']} matches ({labels}); e.g. {', '.join(mode['exemplars'][:3])}")
+    return 0
+
+
+def _modes(fs, result, matches: int):  # -> list[MatchMode]; scipy is imported only when asked for
+    from vfs.analysis.match_modes import match_modes
+
+    return match_modes(fs.cache, result, n=matches)
+
+
+def _read_regions(path: str) -> list:  # -> list[QueryRegion]
+    """The regions of a --regions file; image and mask paths are relative to the file's folder."""
+    from pathlib import Path
+
+    from vfs.feature_search import QueryRegion
+
+    try:
+        items = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise VfsError(f"Cannot read the regions file {path}: {exc}") from None
+    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
+        raise VfsError(f"{path} must hold a non-empty JSON list of region objects.")
+    folder = Path(path).parent
+    regions = []
+    for number, item in enumerate(items, start=1):
+        if "image" not in item or ("box" in item) == ("mask" in item):
+            raise VfsError(f"Region {number} of {path} needs \"image\" and exactly one of \"box\" or \"mask\".")
+        box = item.get("box")
+        if box is not None and (not isinstance(box, list) or len(box) != 4):
+            raise VfsError(f"Region {number} of {path}: \"box\" is [x0, y0, x1, y1].")
+        regions.append(QueryRegion(folder / str(item["image"]), box=tuple(float(v) for v in box) if box else None,
+                                   mask=folder / str(item["mask"]) if "mask" in item else None,
+                                   negative=bool(item.get("negative", False))))
+    return regions
+
+
+def _search_regions(fs, args: argparse.Namespace) -> int:
+    if args.approximate or args.modes or args.query:
+        raise VfsError("--regions cannot be combined with --query, --approximate or --modes.")
+    result = fs.search_regions(_read_regions(args.regions), top_k=args.top_k, exclude_query=args.exclude_query,
+                               negative_weight=args.negative_weight)
+    if args.json:
+        print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
+                          "n_images": len(fs.cache), "negative": result.negative,
+                          "negative_weight": result.negative_weight,
+                          "results": [m.to_dict() for m in result.matches]}, indent=2))
+        return 0
+    print(f"{len(fs.cache)} images searched for {len(result.negative)} regions in {result.seconds * 1000:.1f} ms "
+          f"({result.backend})")
+    for rank, match in enumerate(result.matches, start=1):
+        boxes = "  ".join(",".join(f"{v:.0f}" for v in box) for box in match.boxes)
+        print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  boxes {boxes}")
     return 0
 
 

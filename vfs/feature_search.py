@@ -14,7 +14,8 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from vfs.features.images import DEFAULT_MAX_PIXELS, load_image
 from vfs.features.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
 from vfs.features.sources import is_uri
 from vfs.similarity.exact import Query, SearchResult, SimilarityBackend, search
+from vfs.similarity.region_set import RegionQuery, RegionSetResult, search_region_set
 
 if TYPE_CHECKING:
     from vfs.similarity.approximate import Shortlist
@@ -39,6 +41,17 @@ ImageSource = str | Path | bytes | Image.Image
 
 #: Folder of ``cache_dir`` holding the cards of the models loaded for it.
 MODEL_CARDS = ".models"
+
+
+@dataclass(frozen=True)
+class QueryRegion:
+    """One region of a multi-region query: an image (dataset file or not), a box or mask in its pixels, and
+    whether the region is one the results should *not* resemble."""
+
+    image: ImageSource
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | str | Path | None = None
+    negative: bool = False
 
 
 def _card_file(cache_dir: Path, identity: dict[str, Any]) -> Path:
@@ -232,6 +245,23 @@ class FeatureSearch:
         if approximate:
             return self.shortlist.search(query, top_k, exclude, candidates, backend=self.backend)
         return search(self.cache, query, top_k=top_k, exclude=exclude, backend=self.backend)
+
+    def search_regions(self, regions: Sequence[QueryRegion], top_k: int = 20, exclude_query: bool = False,
+                       negative_weight: float = 1.0) -> RegionSetResult:
+        """Top-k images by the score of a region set: the mean of the positive regions' best-window cosines
+        minus ``negative_weight`` times the largest of the negatives' (:mod:`vfs.similarity.region_set`).
+
+        ``exclude_query`` leaves out every dataset image a region was drawn on.
+        """
+        queries, exclude = [], []
+        for region in regions:
+            features, size = self.query_features(region.image)
+            queries.append(RegionQuery(Query(features, self.grid_mask(size, mask=region.mask, box=region.box)),
+                                       region.negative))
+            if exclude_query and not isinstance(region.image, (bytes, Image.Image)):
+                row = self._cache_row(Path(region.image).expanduser())
+                exclude += [row] if row is not None else []
+        return search_region_set(self.cache, queries, top_k, exclude or None, negative_weight, self.backend)
 
     def build_shortlist(self) -> Shortlist:
         """Build the cache's shortlist for approximate search unless an up-to-date one exists; needs

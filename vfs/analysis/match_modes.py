@@ -1,0 +1,125 @@
+"""The modes of a search's matches: why a region matches, grouped (SpRAy, Lapuschkin et al. 2019).
+
+A region often matches for several distinct reasons (the wheel of a bicycle and the face of a
+clock). The top ``n`` matches are described by their matched windows' features (each window
+weighted by the query's mask, as the score weights it, then L2-normalised), so two matches are
+alike when the model sees the same thing in their windows. Spectral clustering groups them:
+the affinity graph links each window to its ``neighbours`` nearest by cosine, weighted by that
+cosine (a k-nearest-neighbour graph, as SpRAy builds it: post-ReLU features make every cosine
+positive, so a dense cosine affinity hides the groups), the symmetric normalised Laplacian's
+eigenvalues choose the number of clusters by their largest gap among the first ``max_modes``
+(the eigengap heuristic), and k-means on the row-normalised eigenvectors assigns the clusters
+(Ng, Jordan & Weiss, 2001).
+
+A mode's exemplars are its most central matches: the highest mean affinity to the other members.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+from scipy.linalg import eigh
+
+from vfs.cache.feature_cache import FeatureCache
+from vfs.similarity.exact import SearchResult
+
+DEFAULT_MATCHES = 200
+DEFAULT_MAX_MODES = 8
+DEFAULT_NEIGHBOURS = 10
+EXEMPLARS = 5
+_KMEANS_RESTARTS = 10
+
+
+@dataclass(frozen=True)
+class MatchMode:
+    members: list[int]  # dataset indices, best score first
+    exemplars: list[int]  # the most central members, most central first
+    labels: dict[str, int]  # label → members carrying it, most common first
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def to_dict(self, cache: FeatureCache) -> dict:
+        return {"size": self.size, "exemplars": [cache.paths[i] for i in self.exemplars], "labels": self.labels}
+
+
+def top_images(result: SearchResult, n: int) -> np.ndarray:
+    """The ``n`` best-scoring images (ties: dataset order), excluded ones (``-inf``) left out."""
+    order = np.lexsort((np.arange(len(result.scores)), -result.scores.astype(np.float64)))[:n]
+    return order[np.isfinite(result.scores[order])]
+
+
+def window_descriptors(cache: FeatureCache, result: SearchResult, images: np.ndarray) -> np.ndarray:
+    """(n, C·h·w) mask-weighted matched windows, L2-normalised (zero windows stay zero)."""
+    rows = np.flatnonzero(result.grid_mask.max(axis=1) > 0)
+    cols = np.flatnonzero(result.grid_mask.max(axis=0) > 0)
+    weights = result.grid_mask[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1].astype(np.float32)
+    h, w = weights.shape
+    windows = []
+    for i in images:
+        top, left = (int(v) for v in result.windows[i])
+        window = np.asarray(cache.features(int(i)))[:, top: top + h, left: left + w].astype(np.float32) * weights
+        windows.append(window.ravel())
+    descriptors = np.stack(windows) if windows else np.zeros((0, 0), np.float32)
+    norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
+    return descriptors / np.where(norms == 0, 1, norms)
+
+
+def neighbour_affinity(descriptors: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS) -> np.ndarray:
+    """Symmetric k-nearest-neighbour graph of L2-normalised rows, weighted by cosine (negatives as 0)."""
+    n = len(descriptors)
+    cosine = np.clip(descriptors @ descriptors.T, 0.0, None).astype(np.float64)
+    np.fill_diagonal(cosine, 0.0)
+    keep = np.zeros_like(cosine, dtype=bool)
+    nearest = np.argsort(-cosine, axis=1, kind="stable")[:, :min(neighbours, max(n - 1, 0))]
+    keep[np.arange(n)[:, None], nearest] = True
+    return np.where(keep | keep.T, cosine, 0.0)
+
+
+def spectral_modes(affinity: np.ndarray, max_modes: int = DEFAULT_MAX_MODES, seed: int = 0) -> np.ndarray:
+    """Cluster of each item of a symmetric non-negative affinity matrix; the count chosen by the eigengap."""
+    n = len(affinity)
+    if n < 3:
+        return np.zeros(n, dtype=np.int64)
+    degree = affinity.sum(axis=1)
+    scale = 1 / np.sqrt(np.where(degree > 0, degree, 1))
+    laplacian = np.eye(n) - scale[:, None] * affinity * scale[None, :]
+    count = min(max_modes, n - 1)
+    values, vectors = eigh(laplacian, subset_by_index=[0, count])  # the count + 1 smallest, ascending
+    k = int(np.argmax(np.diff(values))) + 1  # the gap after the k-th eigenvalue is the largest
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    embedding = vectors[:, :k]
+    embedding = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    best, best_cost = None, np.inf
+    for _ in range(_KMEANS_RESTARTS):
+        centroids, assignment = kmeans2(embedding, k, iter=50, minit="++", rng=rng)
+        cost = float(((embedding - centroids[assignment]) ** 2).sum())
+        if cost < best_cost:
+            best, best_cost = assignment, cost
+    _, relabelled = np.unique(best, return_inverse=True)  # dense 0..k'-1 (k-means may leave a cluster empty)
+    return relabelled.astype(np.int64)
+
+
+def match_modes(cache: FeatureCache, result: SearchResult, n: int = DEFAULT_MATCHES,
+                max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS, seed: int = 0) -> list[MatchMode]:
+    """The modes of the top ``n`` matches of ``result`` (a search of ``cache``), largest first."""
+    images = top_images(result, n)
+    descriptors = window_descriptors(cache, result, images)
+    affinity = neighbour_affinity(descriptors, neighbours)
+    assignment = spectral_modes(affinity, max_modes, seed)
+    modes = []
+    for cluster in np.unique(assignment):
+        members = np.flatnonzero(assignment == cluster)  # positions in `images`, best score first
+        within = np.clip(descriptors[members] @ descriptors[members].T, 0.0, None)
+        centrality = (within.sum(axis=1) - np.diag(within)) / max(len(members) - 1, 1)
+        central = members[np.argsort(-centrality, kind="stable")][:EXEMPLARS]
+        labels = Counter(cache.labels[int(images[m])] or "" for m in members)
+        modes.append(MatchMode([int(images[m]) for m in members], [int(images[m]) for m in central],
+                               dict(labels.most_common())))
+    return sorted(modes, key=lambda mode: -mode.size)
