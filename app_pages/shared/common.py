@@ -122,12 +122,18 @@ def sign_in_gate(app: AppConfig) -> None:
 
 
 def app_config() -> AppConfig:
-    """The options after ``--`` and the deployment file; a bad file stops the app with its message."""
+    """The options after ``--`` and the deployment file; a bad file, or a server that accepts larger uploads than
+    the deployment allows, stops the app with its message."""
     try:
-        return parse_app_args(sys.argv[1:], os.environ)
+        app = parse_app_args(sys.argv[1:], os.environ)
     except VfsError as exc:
         st.error(f"The dashboard cannot start: {as_markdown_text(exc)}")
         st.stop()
+    problem = None if app.deployment is None else app.uploads.server_problem(st.get_option("server.maxUploadSize"))
+    if problem is not None:
+        st.error(f"The dashboard cannot start: {as_markdown_text(problem)}")
+        st.stop()
+    return app
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
