@@ -10,6 +10,7 @@ from app_pages.shared import common
 from vfs.cache.catalog import delete_cache, format_bytes, list_caches, read_cache
 from vfs.dashboard.demo_images import DEMO_DIR
 from vfs.dashboard.indexing_jobs import JobState
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import shortlist_problem
 from vfs.dashboard.selection import Selection, display_path
 from vfs.errors import CacheError, VfsError
@@ -40,7 +41,7 @@ def shortlist(current: Selection, read_only: bool) -> None:
     if problem is None:
         st.caption("Shortlist ready: the Search page offers approximate search.")
         return
-    st.caption(f"Approximate search: {problem}")
+    st.caption(f"Approximate search: {as_markdown_text(problem)}")
     if read_only or not st.button("Build the shortlist", help="Pooled window descriptors in FAISS: searches then "
                                   "score only the images it proposes. Worth it for very large datasets; it takes "
                                   "about 6 minutes per million images on 2 cores."):
@@ -49,7 +50,7 @@ def shortlist(current: Selection, read_only: bool) -> None:
         with st.spinner(f"Building the shortlist of {len(search.cache):,} images…"):
             search.build_shortlist()
     except VfsError as exc:
-        st.error(f"Could not build the shortlist: {exc}")
+        st.error(f"Could not build the shortlist: {as_markdown_text(exc)}")
         return
     st.rerun()
 
@@ -58,8 +59,9 @@ def page() -> None:
     app = common.config()
     current = common.selection()
     st.header("Feature caches")
-    st.caption(f"In {display_path(app.cache_dir)}. A cache holds one layer's pooled features for one dataset; "
-               "the search page builds the one it needs.")
+    where = "" if app.deployment is not None else f"In {as_markdown_text(display_path(app.cache_dir))}. "
+    st.caption(f"{where}A cache holds one layer's pooled features for one dataset; the search page builds the one "
+               "it needs.")
     if app.read_only:
         st.info("This deployment is read-only: caches can be listed but not built or deleted.")
 
@@ -69,7 +71,7 @@ def page() -> None:
     else:
         job = common.index_jobs().get(current.cache_path)
         running = job is not None and job.state is JobState.RUNNING
-        st.write(f"Sidebar selection: **{current.describe()}**")
+        st.markdown(f"Sidebar selection: **{as_markdown_text(current.describe())}**")
         st.button("Build or update this cache", on_click=common.start_build, args=(current,),
                   disabled=app.read_only or running, type="primary")
         if running:
@@ -80,14 +82,14 @@ def page() -> None:
             st.caption(f"Last build {state}: {summary.indexed:,} indexed, {summary.unchanged:,} unchanged, "
                        f"{len(summary.skipped):,} skipped, {summary.images:,} in the cache, {summary.seconds:.1f} s.")
         elif job is not None and job.error:
-            st.error(f"Last build failed: {job.error}")
+            st.error(f"Last build failed: {as_markdown_text(job.error)}")
         if not running:
             shortlist(current, app.read_only)
 
     st.subheader("On disk")
     message = st.session_state.pop("delete_message", None)
     if message:
-        st.info(message)
+        st.info(as_markdown_text(message))
     known = [DEMO_DIR.resolve()] + ([current.root] if current is not None else []) + (
         [app.data.resolve()] if app.data is not None else [])
     caches = list_caches(app.cache_dir, known)
@@ -108,7 +110,7 @@ def page() -> None:
     st.button("Delete…", on_click=ask_to_delete, args=(chosen,), disabled=busy,
               help="It is being built right now." if busy else "Asks before deleting.")
     if st.session_state.get("delete_pending") == chosen:
-        st.warning(f"Delete {by_path[chosen].describe()}? Searching it again means indexing again.")
+        st.warning(f"Delete {as_markdown_text(by_path[chosen].describe())}? Searching it again means indexing again.")
         yes, no = st.columns(2)
         yes.button("Yes, delete it", on_click=confirm_delete, args=(app.cache_dir, chosen), type="primary")
         no.button("Keep it", on_click=ask_to_delete, args=(None,))

@@ -33,6 +33,7 @@ from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import overlaid_distributions, score_distribution, score_scatter
 from vfs.dashboard.query_images import QueryImage
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import CacheState, Selection, display_path, max_grid
 from vfs.errors import VfsError
 from vfs.pictures import jpeg_bytes, match_jpegs, region_picture
@@ -102,7 +103,7 @@ def setup_picker(current: Selection | None) -> None:
     try:
         model = common.named_model(name or "")
     except (VfsError, OSError) as exc:
-        model_column.error(str(exc))
+        model_column.error(as_markdown_text(exc))
         return
     layer_key = f"compare_layer:{name}"
     st.session_state.setdefault(layer_key, model.default_layer.name)
@@ -130,12 +131,12 @@ def cache_ready(position: int, selection: Selection) -> bool:
             st.caption(f"The cache holds {images:,} of the dataset's {len(paths):,} images.")
         return True
     if not paths:
-        st.error(f"No images in {display_path(selection.root)}.")
+        st.error(f"No images in {as_markdown_text(display_path(selection.root))}.")
     elif common.config().read_only:
-        st.warning(f"No feature cache, and this deployment is read-only: `{selection.index_command()}`.")
+        st.warning(f"No feature cache, and this deployment is read-only. {common.how_to_build(selection)}")
     else:
         if job is not None and job.state is JobState.FAILED:
-            st.error(f"Indexing failed: {job.error}")
+            st.error(f"Indexing failed: {as_markdown_text(job.error)}")
         st.button(f"Build its cache ({len(paths):,} images)", key=f"compare_build:{position}",
                   on_click=common.start_build, args=(selection,))
     return False
@@ -146,14 +147,14 @@ def setup_list(chosen: list[Setup]) -> list[tuple[Setup, Selection]]:
     ready = []
     for position, setup in enumerate(chosen):
         name_column, status_column, remove_column = st.columns([4, 4, 1], vertical_alignment="center")
-        name_column.markdown(f"**{LETTERS[position]}** · {setup.describe()}")
+        name_column.markdown(f"**{LETTERS[position]}** · {as_markdown_text(setup.describe())}")
         remove_column.button(":material/close:", key=f"compare_remove:{position}", on_click=remove_setup,
                              args=(setup,), help="Remove this setup")
         with status_column:
             try:
                 selection = selection_of(setup)
             except (VfsError, OSError) as exc:
-                st.error(str(exc))
+                st.error(as_markdown_text(exc))
                 continue
             if cache_ready(position, selection):
                 st.caption("Ready")
@@ -175,7 +176,7 @@ def show_query(query: QueryImage, root: Path, region: Region, grid: int) -> None
     picture, size = common.canvas_background(f"{query.key}@{root}", QUERY_SIDE, query, root)
     shown = Image.open(io.BytesIO(picture))
     st.image(jpeg_bytes(region_picture(shown, region.grid_weights(size, grid))), width=QUERY_SIDE,
-             caption=f"Query: {query.name}, its region on a {grid}×{grid} grid (draw another on the Search page)")
+             caption=f"Query: {as_markdown_text(query.name)}, its region on a {grid}×{grid} grid (draw another on the Search page)")
 
 
 def run(ready: list[tuple[Setup, Selection]], query: QueryImage, root: Path, region: Region, top_k: int,
@@ -205,18 +206,18 @@ def _searched(ready: list[tuple[Setup, Selection]], query: QueryImage, root: Pat
 def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], names: list[str]) -> None:
     for position, (column, outcome) in enumerate(zip(st.columns(len(results)), results)):
         with column:
-            st.markdown(f"**{names[position]}**")
-            st.caption(f"{outcome.setup.describe()} · {len(outcome.paths):,} images · "
+            st.markdown(f"**{as_markdown_text(names[position])}**")
+            st.caption(f"{as_markdown_text(outcome.setup.describe())} · {len(outcome.paths):,} images · "
                        f"{outcome.seconds * 1000:.0f} ms")
             matches = outcome.result.matches
             for start in range(0, len(matches), 2):
                 for offset, cell in enumerate(st.columns(2)):
                     if start + offset < len(matches):
                         match = matches[start + offset]
-                        label = f" · {match.label}" if match.label else ""
+                        label = f" · {as_markdown_text(match.label)}" if match.label else ""
                         cell.image(thumbnails[position][start + offset], width="stretch",
                                    caption=f"{start + offset + 1}. {match.score:.3f}{label} · "
-                                           f"{match.path.rsplit('/', 1)[-1]}")
+                                           f"{as_markdown_text(match.path.rsplit('/', 1)[-1])}")
             if matches:
                 figure = score_distribution(outcome.result.scores, outcome.paths, outcome.labels, matches[-1].score)
                 figure.update_layout(height=240, showlegend=False)  # a narrow column has no room for a legend
@@ -246,7 +247,7 @@ def page() -> None:
     names = setup_names(chosen)
     message = st.session_state.pop("compare_message", None)
     if message:
-        st.warning(message)
+        st.warning(as_markdown_text(message))
     ready = setup_list(chosen)
     with st.expander("Add a setup", expanded=len(chosen) < MIN_SETUPS):
         setup_picker(current)
@@ -273,7 +274,7 @@ def page() -> None:
         return
     results, thumbnails, errors = run(ready, query, root, region, top_k, exclude)
     for error in errors:
-        st.error(error)
+        st.error(as_markdown_text(error))
     if not results:
         return
     result_names = [names[chosen.index(outcome.setup)] for outcome in results]

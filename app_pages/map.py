@@ -14,6 +14,7 @@ from app_pages.shared import common, result_filters
 from vfs.analysis.dataset_map import ROOT, DatasetMap, clicked_cluster, dataset_map
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.plots import dataset_treemap
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import CacheState, Selection, display_path
 from vfs.feature_search import FeatureSearch
 
@@ -61,7 +62,7 @@ def central_images(current: Selection, clusters: DatasetMap, cluster_id: str, co
         path = clusters.paths[row]
         label = clusters.labels[row]
         cells[position % columns].image(common.preview_jpeg(str(current.root / path), PREVIEW_SIDE), width="stretch",
-                                        caption=f"{path.rsplit('/', 1)[-1]}" + (f" · {label}" if label else ""))
+                                        caption=as_markdown_text(path.rsplit('/', 1)[-1] + (f" · {label}" if label else "")))
 
 
 def cluster_panel(current: Selection, clusters: DatasetMap, chosen: str) -> None:
@@ -69,19 +70,19 @@ def cluster_panel(current: Selection, clusters: DatasetMap, chosen: str) -> None
     if chosen == ROOT:
         earlier = result_filters.current_subset(current.root)
         if earlier is not None:  # chosen on a map with other cluster counts
-            st.info(f"The Search page's gallery is filtered to {earlier.description} of another map "
+            st.info(f"The Search page's gallery is filtered to {as_markdown_text(earlier.description)} of another map "
                     f"({image_count(len(earlier.paths))}).", icon=":material/filter_alt:")
             st.button("Clear the filter", key="map_clear_earlier", on_click=choose_cluster,
                       args=(current, clusters, ROOT))
         st.markdown("**The most central images of each cluster**")
         for cluster in clusters.children(ROOT):
-            st.caption(f"{cluster.title} · {image_count(cluster.size)}")
+            st.caption(f"{as_markdown_text(cluster.title)} · {image_count(cluster.size)}")
             central_images(current, clusters, cluster.id, 4, 4)
         return
     cluster = clusters.cluster(chosen)
-    st.markdown(f"**{cluster.title}** · {image_count(cluster.size)}")
+    st.markdown(f"**{as_markdown_text(cluster.title)}** · {image_count(cluster.size)}")
     if cluster.vote:
-        st.caption("Labels: " + ", ".join(f"{label} {count}" for label, count in cluster.vote[:6])
+        st.caption("Labels: " + ", ".join(f"{as_markdown_text(label)} {count}" for label, count in cluster.vote[:6])
                    + (" …" if len(cluster.vote) > 6 else ""))
     central_images(current, clusters, chosen, CENTRAL_IMAGES, 3)
     st.info("The Search page's gallery now shows the best matches among this cluster's images.",
@@ -95,12 +96,12 @@ def page() -> None:
     if current is None:
         st.info("Choose a dataset folder, a model and a layer in the sidebar.")
         return
-    st.caption(f"{current.describe()}. Images are grouped by their features at this layer (averaged over the grid; "
+    st.caption(f"{as_markdown_text(current.describe())}. Images are grouped by their features at this layer (averaged over the grid; "
                "Ward's hierarchical clustering). Click a cluster, or pick it below, to filter the Search page's "
                "gallery to it; clusters holding the Search page's top-k are outlined in red.")
     state, images = current.cache_state(len(common.dataset_paths(str(current.root))))
     if state is CacheState.MISSING or images == 0:
-        st.info(f"There is no feature cache for {current.describe()} yet: open the Search or Feature caches page to build it.")
+        st.info(f"There is no feature cache for {as_markdown_text(current.describe())} yet: open the Search or Feature caches page to build it.")
         return
     search = common.opened_search(current)
     if search is None:
@@ -128,9 +129,9 @@ def page() -> None:
             found = sorted(((n, i) for i, n in hits.items() if n and i != ROOT and i not in
                             {c.parent for c in clusters.clusters}), reverse=True)
             st.caption(f"The Search page's top {len(top_k)} fall in: "
-                       + ", ".join(f"{clusters.cluster(i).title.split(' · ')[0]} ({n})" for n, i in found))
+                       + ", ".join(f"{as_markdown_text(clusters.cluster(i).title.split(' · ')[0])} ({n})" for n, i in found))
         else:
-            st.caption(f"Search on the Search page to mark its results here ({display_path(current.root)}).")
+            st.caption(f"Search on the Search page to mark its results here ({as_markdown_text(display_path(current.root))}).")
     with panel_column:
         cluster_panel(current, clusters, chosen)
 

@@ -17,6 +17,7 @@ from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import score_distribution
 from vfs.dashboard.query_images import QueryImage, filter_paths, keep_upload, link_query, load_upload, page_of
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import (
     SearchOutcome,
     ShownSearch,
@@ -25,7 +26,7 @@ from vfs.dashboard.searching import (
     shortlist_problem,
     window_heatmap,
 )
-from vfs.dashboard.selection import CacheState, Selection
+from vfs.dashboard.selection import CacheState, Selection, display_path
 from vfs.errors import ImageError, VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.features.images import IMAGE_EXTENSIONS
@@ -117,10 +118,10 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
         st.info(f"Indexing {len(paths):,} images for the first time. Other caches stay usable meanwhile: "
                 "change the layer or dataset in the sidebar.")
     elif read_only:
-        st.error(f"There is no feature cache for {current.describe()}, and this deployment is read-only. "
-                 f"Build it with `{current.index_command()}`.")
+        st.error(f"There is no feature cache for {as_markdown_text(current.describe())}, and this deployment is "
+                 f"read-only. {common.how_to_build(current)}")
     elif job is not None and job.state is JobState.FAILED:
-        st.error(f"Indexing failed: {job.error}")
+        st.error(f"Indexing failed: {as_markdown_text(job.error)}")
         st.button("Try again", on_click=common.start_build, args=(current,))
     elif job is not None and job.state is JobState.CANCELLED:
         st.warning("Indexing was cancelled before any image was stored.")
@@ -132,7 +133,7 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
 
 
 def query_picker(current: Selection, paths: list[str], query: QueryImage) -> None:
-    with st.expander(f"Query image: **{query.name}** (change it here)"):
+    with st.expander(f"Query image: **{as_markdown_text(query.name)}** (change it here)"):
         from_dataset, from_upload = st.tabs(["From the dataset", "Upload an image"])
         with from_dataset:
             matching = filter_paths(paths, st.session_state.get("picker_filter", ""))
@@ -148,7 +149,7 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
             columns = st.columns(PICKER_COLUMNS)
             for position, path in enumerate(shown):
                 with columns[position % PICKER_COLUMNS]:
-                    st.image(common.preview_jpeg(str(current.root / path), 160), caption=path)
+                    st.image(common.preview_jpeg(str(current.root / path), 160), caption=as_markdown_text(path))
                     st.button("Use", key=f"use:{path}", on_click=choose_query, args=(QueryImage.from_dataset(path),))
         with from_upload:
             max_mb = common.config().uploads.max_mb
@@ -156,9 +157,9 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
                              type=sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS),
                              max_upload_size=max_mb)
             if st.session_state.get("upload_error"):
-                st.error(st.session_state["upload_error"])
+                st.error(as_markdown_text(st.session_state["upload_error"]))
             if st.session_state.get("upload_unshared"):
-                st.caption(f"Links will not name this upload: {st.session_state['upload_unshared']}")
+                st.caption(f"Links will not name this upload: {as_markdown_text(st.session_state['upload_unshared'])}")
             elif common.config().upload_store.writable:
                 st.caption("An upload is kept on this server, so the page's address can name it in a link.")
 
@@ -195,7 +196,7 @@ def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome
         units_panel.why_this_match(current, search, outcome, match, picture, full_size)
     top, left, height, width = match.window
     x0, y0, x1, y1 = match.box
-    st.markdown(f"**{rank}. {match.path}** · label {match.label or '—'} · score **{match.score:.4f}**  \n"
+    st.markdown(f"**{rank}. {as_markdown_text(match.path)}** · label {as_markdown_text(match.label or '—')} · score **{match.score:.4f}**  \n"
                 f"window: {height}×{width} cells at row {top}, column {left} · "
                 f"pixels ({x0:.0f}, {y0:.0f}) to ({x1:.0f}, {y1:.0f}) of {full_size[0]}×{full_size[1]}")
     units_panel.top_units(current, search, outcome, match)
@@ -213,10 +214,10 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                 if start + offset >= len(matches):
                     break
                 rank, match = start + offset + 1, matches[start + offset]
-                label = f" · {match.label}" if match.label else ""
+                label = f" · {as_markdown_text(match.label)}" if match.label else ""
                 with column:
                     st.image(shown.thumbnails[rank - 1], width="stretch",
-                             caption=f"{rank}. {match.score:.3f}{label} · {match.path.rsplit('/', 1)[-1]}")
+                             caption=f"{rank}. {match.score:.3f}{label} · {as_markdown_text(match.path.rsplit('/', 1)[-1])}")
                     buttons = st.container(horizontal=True, gap="small")
                     if buttons.button(":material/zoom_in:", key=f"details-{rank}", help="Details: the similarity "
                                       "of every window position in this image"):
@@ -238,7 +239,8 @@ def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | N
     problem = shortlist_problem(search)
     if problem is not None:
         if st.session_state.pop("approximate", False):  # asked for by a link
-            place.warning(f"The link asks for approximate search, which this cache cannot do: {problem}")
+            place.warning("The link asks for approximate search, which this cache cannot do: "
+                          + as_markdown_text(problem))
         return None
     st.session_state.setdefault("approximate", len(search.cache) >= APPROXIMATE_FROM)
     return place.toggle("Approximate (shortlist)", key="approximate",
@@ -285,7 +287,7 @@ def workspace(current: Selection) -> None:
             st.session_state["link_problems"] = []
         clear_column, caption_column = st.columns([1, 3], vertical_alignment="center")
         clear_column.button("Clear", key="clear", on_click=clear_drawing, width="stretch")
-        caption_column.caption(f"{query.name} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
+        caption_column.caption(f"{as_markdown_text(query.name)} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
                                "for; releasing the mouse searches.")
         if region is not None:
             displayed = Image.open(io.BytesIO(background))
@@ -304,10 +306,10 @@ def workspace(current: Selection) -> None:
         try:
             shown = searched(search, current, query, region, top_k, exclude, bool(approximate))
         except VfsError as exc:
-            st.error(str(exc))
+            st.error(as_markdown_text(exc))
             return
         result = shown.outcome.result
-        st.caption(describe_search(shown.outcome, len(search.cache)))
+        st.caption(as_markdown_text(describe_search(shown.outcome, len(search.cache))))
         if not result.matches:
             st.info("No image to show (is the query the only image?).")
             return
@@ -328,11 +330,11 @@ def page() -> None:
     paths = common.dataset_paths(str(current.root))
     if not paths:
         common.show_link_problems()
-        st.error(f"No images in {current.root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        st.error(f"No images in {as_markdown_text(display_path(current.root))} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
         return
     query = ensure_query(current, paths)
     common.show_link_problems()
-    st.caption(current.describe())
+    st.caption(as_markdown_text(current.describe()))
     if not cache_ready(current, paths):
         return
     query_picker(current, paths, query)

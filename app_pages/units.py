@@ -9,6 +9,7 @@ from app_pages.shared.units_panel import UNIT_REQUEST
 from vfs.analysis.units import Exemplar, channel_name, top_activations
 from vfs.cache.catalog import manifest_token
 from vfs.cache.feature_cache import FeatureCache
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import Selection
 from vfs.pictures import match_jpegs
 
@@ -52,7 +53,7 @@ def page() -> None:
     if current is None:
         st.info("Choose a dataset folder, a model and a layer in the sidebar.")
         return
-    st.caption(f"{current.describe()} · the dataset patches where one channel of the layer is strongest: each "
+    st.caption(f"{as_markdown_text(current.describe())} · the dataset patches where one channel of the layer is strongest: each "
                "image's best grid cell, from the feature cache (the model does not run).")
     search = common.opened_search(current)
     if search is None:
@@ -72,11 +73,11 @@ def page() -> None:
             if start + offset >= len(found):
                 break
             exemplar = found[start + offset]
-            label = f" · {exemplar.label}" if exemplar.label else ""
+            label = f" · {as_markdown_text(exemplar.label)}" if exemplar.label else ""
             row, col = exemplar.cell
             column.image(thumbnails[start + offset], width="stretch",
                          caption=f"{start + offset + 1}. {exemplar.activation:.3f}{label} · "
-                                 f"{exemplar.path.rsplit('/', 1)[-1]} · cell ({row}, {col})")
+                                 f"{as_markdown_text(exemplar.path.rsplit('/', 1)[-1])} · cell ({row}, {col})")
 
 
 page()

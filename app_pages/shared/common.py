@@ -21,6 +21,7 @@ from vfs.dashboard.deployment import Access, DatasetRoots, ModelPolicy
 from vfs.dashboard.indexing_jobs import IndexJob, IndexJobs, JobState
 from vfs.dashboard.links import SharedSearch, from_params, to_params
 from vfs.dashboard.query_images import QueryImage, unreadable_picture
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid, names_demo
 from vfs.errors import VfsError
 from vfs.feature_search import FeatureSearch
@@ -57,7 +58,7 @@ def opened_search(selection: Selection) -> FeatureSearch | None:
     try:
         return feature_search(selection)
     except VfsError as exc:
-        st.error(str(exc))
+        st.error(as_markdown_text(exc))
         return None
 
 
@@ -103,7 +104,7 @@ def sign_in_gate(app: AppConfig) -> None:
     if access is Access.OPEN:
         if signing is not None and signing.require_login:
             with st.sidebar:
-                st.caption(f"Signed in as {st.user.get('email') or st.user.get('name') or 'you'}")
+                st.caption(f"Signed in as {as_markdown_text(st.user.get('email') or st.user.get('name') or 'you')}")
                 st.button("Sign out", key="sign_out", on_click=st.logout)
         return
     st.title("Visual Feature Search")
@@ -112,7 +113,7 @@ def sign_in_gate(app: AppConfig) -> None:
         st.button("Sign in", key="sign_in", type="primary", on_click=st.login,
                   args=() if signing is None or signing.provider is None else (signing.provider,))
     elif access is Access.DENIED:
-        st.error(f"{st.user.get('email')} may not use this dashboard; sign in with another account.")
+        st.error(f"{as_markdown_text(st.user.get('email'))} may not use this dashboard; sign in with another account.")
         st.button("Sign out", key="sign_out", on_click=st.logout)
     else:
         st.error("This deployment requires sign-in, but Streamlit's [auth] settings are missing from "
@@ -121,12 +122,18 @@ def sign_in_gate(app: AppConfig) -> None:
 
 
 def app_config() -> AppConfig:
-    """The options after ``--`` and the deployment file; a bad file stops the app with its message."""
+    """The options after ``--`` and the deployment file; a bad file, or a server that accepts larger uploads than
+    the deployment allows, stops the app with its message."""
     try:
-        return parse_app_args(sys.argv[1:], os.environ)
+        app = parse_app_args(sys.argv[1:], os.environ)
     except VfsError as exc:
-        st.error(f"The dashboard cannot start: {exc}")
+        st.error(f"The dashboard cannot start: {as_markdown_text(exc)}")
         st.stop()
+    problem = None if app.deployment is None else app.uploads.server_problem(st.get_option("server.maxUploadSize"))
+    if problem is not None:
+        st.error(f"The dashboard cannot start: {as_markdown_text(problem)}")
+        st.stop()
+    return app
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -193,7 +200,8 @@ def report_link_problem(message: str) -> None:
 def show_link_problems() -> None:
     problems = st.session_state.get("link_problems", [])
     if problems:
-        st.warning("This link could not be followed exactly:\n\n" + "\n".join(f"- {p}" for p in problems))
+        st.warning("This link could not be followed exactly:\n\n"
+                   + "\n".join(f"- {as_markdown_text(problem)}" for problem in problems))
 
 
 def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool,
@@ -207,6 +215,13 @@ def write_link(current: Selection, query: QueryImage, region: Region | None, top
         exclude_query=exclude_query, approximate=approximate))
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
+
+
+def how_to_build(current: Selection) -> str:
+    """Markdown for a read-only dashboard's missing cache; a deployment's visitors are not shown its server paths."""
+    if config().deployment is not None:
+        return "Ask whoever runs this dashboard to build it."
+    return f"Build it with {as_markdown_text(current.index_command())}."
 
 
 def named_model(name: str) -> FeatureModel:
@@ -233,7 +248,7 @@ def dataset_picker(app: AppConfig, key: str, default: Path, help: str) -> Path |
             demo_photos(str(DEMO_DIR))
         return app.resolve_dataset(text or "")
     except VfsError as exc:
-        st.error(str(exc))
+        st.error(as_markdown_text(exc))
         return None
 
 
@@ -246,7 +261,7 @@ def model_picker(app: AppConfig, key: str, default: str | None = None) -> str:
                             help="Models with bundled weights come first and work offline; any timm name can be typed.")
     return st.selectbox("Model", offered_models(policy.allow, policy.default, policy.folder), key=key,
                         accept_new_options=True, help=f"The models this deployment offers; names matching "
-                                                      f"{', '.join(policy.allow)} can be typed.")
+                                                      f"{as_markdown_text(', '.join(policy.allow))} can be typed.")
 
 
 def _model(app: AppConfig) -> FeatureModel | None:
@@ -254,11 +269,11 @@ def _model(app: AppConfig) -> FeatureModel | None:
     try:
         architecture, weights = app.resolve_model(name or "")
         available = f"file {weights.name}" if weights is not None else weights_available(architecture)
-        st.caption(f"Weights: {available}, offline." if available else
+        st.caption(f"Weights: {as_markdown_text(available)}, offline." if available else
                    "Weights: timm's pretrained download (needs the internet the first time).")
         return named_model(name or "")
     except (VfsError, OSError) as exc:
-        st.error(str(exc))
+        st.error(as_markdown_text(exc))
         return None
 
 
@@ -318,6 +333,6 @@ def build_progress(paths: tuple[Path, ...], place: str) -> None:
         st.rerun()
     for job in jobs:
         assert job is not None
-        st.progress(job.fraction, text=f"Indexing {job.description}: {describe_progress(job.progress)}")
+        st.progress(job.fraction, text=f"Indexing {as_markdown_text(job.description)}: {describe_progress(job.progress)}")
         st.button("Cancel", key=f"cancel:{place}:{job.path}", on_click=job.cancel,
                   help="Stops after the current batch; finished shards are kept and a later build resumes.")

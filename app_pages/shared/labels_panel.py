@@ -9,6 +9,7 @@ import streamlit as st
 from app_pages.shared import common
 from vfs.analysis.labels import label_consistency
 from vfs.dashboard.plots import BOX, VIOLIN, label_distribution, precision_figure
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import ShownSearch
 from vfs.feature_search import FeatureSearch
 
@@ -28,7 +29,7 @@ def _consistency(search: FeatureSearch, shown: ShownSearch) -> tuple[str, go.Fig
     if isinstance(consistency, str):
         return consistency, None
     sentence = (f"**Label consistency:** {consistency.at_k:.0%} of the top {consistency.top_k} (the query image "
-                f"itself left out) are labelled **{consistency.label}**, like the query; by chance "
+                f"itself left out) are labelled **{as_markdown_text(consistency.label)}**, like the query; by chance "
                 f"{consistency.chance:.0%} would be.")
     return sentence, precision_figure(consistency.precision, consistency.chance, consistency.label, consistency.top_k)
 

@@ -17,6 +17,7 @@ from app_pages.shared import common
 from vfs.analysis.labels import UNLABELLED, describe_vote, label_rows
 from vfs.analysis.subset import Subset, top_matches
 from vfs.cache.feature_cache import FeatureCache
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import ShownSearch
 from vfs.dashboard.selection import Selection
 from vfs.feature_search import FeatureSearch
@@ -76,7 +77,7 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
         allowed &= subset.rows(cache)
         described.append(f"in {subset.description}")
         note, clear = st.columns([3, 1], vertical_alignment="center")
-        note.info(f"Filtered to {subset.description} of the Dataset map: the best matches among its "
+        note.info(f"Filtered to {as_markdown_text(subset.description)} of the Dataset map: the best matches among its "
                   f"{int(allowed.sum()):,} images.", icon=":material/filter_alt:")
         clear.button("Clear filter", key="clear_subset", icon=":material/filter_alt_off:", on_click=choose_subset,
                      args=(None,))
@@ -87,7 +88,7 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
             chosen = _label_filter(cache.labels)
         unfiltered = " (before filtering)" if subset is not None or chosen else ""
         vote_column.markdown(f"**Labels of the top {len(matches)}{unfiltered}:** "
-                             f"{describe_vote([m.label for m in matches])}")
+                             f"{as_markdown_text(describe_vote([m.label for m in matches]))}")
         if chosen:
             allowed &= label_rows(cache.labels, chosen)
             described.append("labelled " + " or ".join(chosen))
@@ -96,7 +97,7 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
     view = common.remembered(_VIEW_KEY, (shown.number, subset, tuple(chosen)),
                              lambda: _filtered(current, cache, shown, allowed, thumbnail_side))
     if not view.outcome.result.matches:
-        st.info(f"No image is {' and '.join(described)}.")
+        st.info(f"No image is {as_markdown_text(' and '.join(described))}.")
     return view
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 from vfs.analysis.attribution import ATTRIBUTION_METHODS, DEFAULT_METHOD, Attribution, match_attribution
 from vfs.analysis.units import ChannelContributions, channel_contributions, channel_name, region_query
 from vfs.cache.catalog import manifest_token
+from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import SearchOutcome
 from vfs.dashboard.selection import Selection
 from vfs.errors import VfsError
@@ -61,7 +62,7 @@ def why_this_match(current: Selection, search: FeatureSearch, outcome: SearchOut
     try:
         attribution = _attribution(_match_key(search, outcome, match), method, search, outcome, match)
     except VfsError as exc:
-        st.error(str(exc))
+        st.error(as_markdown_text(exc))
         return
     st.image(jpeg_bytes(attribution_picture(picture, attribution.upsampled(picture.size), match.box, full_size)),
              width="stretch", caption=f"Why this match: {method} at {current.layer.name} (bright: raises the "
@@ -81,7 +82,7 @@ def top_units(current: Selection, search: FeatureSearch, outcome: SearchOutcome,
     try:
         parts = _contributions(_match_key(search, outcome, match), search, outcome, match)
     except VfsError as exc:
-        st.error(str(exc))
+        st.error(as_markdown_text(exc))
         return
     top = parts.top(TABLE_UNITS)
     layer = current.layer.name

@@ -40,7 +40,12 @@ def dashboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]
 
     A deployment test passes ``VFS_CONFIG=...`` and no case, so that the file alone decides.
     """
+    from streamlit import config
     from streamlit.testing.v1 import AppTest
+
+    # as a deployment's server must be started: no larger uploads than any deployment allows (see app_config)
+    served_limit = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)
 
     def make(case: ConstructedCase | None = None, query_params: dict[str, str] | None = None,
              **environment: str) -> AppTest:
@@ -56,3 +61,4 @@ def dashboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]
         return app
 
     yield make
+    config.set_option("server.maxUploadSize", served_limit)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vfs.cache.indexing import DEFAULT_CACHE_DIR
 from vfs.dashboard.demo_images import DEMO_DIR
-from vfs.dashboard.deployment import Access, Deployment, UploadLimits, load_deployment
+from vfs.dashboard.deployment import Access, Deployment, UploadLimits, check_model_name, load_deployment
 from vfs.dashboard.selection import resolve_dataset
 from vfs.dashboard.uploads import UploadStore
 
@@ -56,7 +56,7 @@ class AppConfig:
 
         A deployment refuses names it does not allow (:class:`vfs.dashboard.deployment.ModelNotAllowed`).
         """
-        return (name, None) if self.deployment is None else self.deployment.models.resolve(name)
+        return (check_model_name(name.strip()), None) if self.deployment is None else self.deployment.models.resolve(name)
 
     def access(self, user: Mapping[str, object]) -> Access:
         """Whether the visitor whose ``st.user`` is ``user`` sees the dashboard."""

@@ -45,6 +45,9 @@ _RECHECK_SECONDS = 30
 # Text that still holds percent-encoded dots, separators or NUL was not meant as a plain path:
 # it is refused, never decoded (decoding twice is how traversal slips past checks).
 _ENCODED = re.compile(r"%(?:2e|2f|5c|00)", re.IGNORECASE)
+# A timm name (``resnet50.a1_in1k``) or a Hugging Face Hub one (``hf-hub:org/name``): checked before timm or
+# huggingface_hub sees it, so ``hf-hub:timm/../../x`` never reaches them, whatever a glob in ``allow`` matches.
+_MODEL_NAME = re.compile(r"(?:hf-hub:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class DeploymentError(VfsError):
@@ -57,6 +60,14 @@ class OutsideRootsError(DatasetError):
 
 class ModelNotAllowed(ModelError):
     """A model the deployment does not offer."""
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it has the shape of a timm or ``hf-hub:org/name`` model name; :class:`ModelError` otherwise."""
+    if not _MODEL_NAME.fullmatch(name) or ".." in name:
+        raise ModelError(f"Model {name[:200]!r} is not a model name: a timm name (letters, digits, . _ -) or "
+                         "hf-hub:<organisation>/<name>.")
+    return name
 
 
 def _plain_path(text: str, what: str) -> str:
@@ -152,8 +163,9 @@ class DatasetRoots:
         return found
 
     def choices(self) -> list[Path]:
-        """Every root and the visible folders directly inside it that stay inside the roots, for a picker."""
+        """Every root and the visible folders directly inside it that :meth:`resolve` opens, for a picker."""
         found: list[Path] = []
+        period = int(time.monotonic() // _RECHECK_SECONDS)
         for root in self.roots:
             found.append(root)
             try:
@@ -167,7 +179,8 @@ class DatasetRoots:
                     continue
                 if folder and self.contains(_real(Path(entry.path))[0]):
                     found.append(Path(entry.path))
-        return list(dict.fromkeys(found))
+        # a folder holding links that lead out is refused when chosen, so it is not offered
+        return [folder for folder in dict.fromkeys(found) if not _outward_links(self, _real(folder)[0], period)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -224,17 +237,37 @@ class ModelPolicy:
                 raise ModelNotAllowed(f"{name[len(FILE_PREFIX):][:200]!r} is not a weights file in this "
                                       "deployment's models folder.")
             return weights.architecture, weights.path
-        if not self.allows(name):
+        if not self.allows(check_model_name(name)):
             files = " or a weights file from the list" if self.folder is not None else ""
             raise ModelNotAllowed(f"Model {name[:200]!r} is not offered by this deployment; pick one matching "
                                   f"{', '.join(self.allow)}{files}.")
         return name, None
 
 
+#: Bytes in the uploader's MB: Streamlit's browser code counts 1,000,000 (outside Windows), so the app does too;
+#: its server caps the body at ``server.maxUploadSize`` MiB, a little more, which bounds the memory an upload takes.
+BYTES_PER_MB = 1_000_000
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     max_mb: int = 20
     max_pixels: int = 40_000_000
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_mb * BYTES_PER_MB
+
+    def server_problem(self, server_max_mb: int) -> str | None:
+        """Why Streamlit's ``server.maxUploadSize`` (``server_max_mb``) does not enforce these limits, or None.
+
+        Only the server's limit stops a client that bypasses the uploader before the body is in memory.
+        """
+        if server_max_mb <= self.max_mb:
+            return None
+        return (f"Streamlit accepts uploads of up to {server_max_mb} MB but this deployment allows {self.max_mb} MB: "
+                f"set maxUploadSize = {self.max_mb} under [server] in .streamlit/config.toml "
+                f"(or run with --server.maxUploadSize {self.max_mb}).")
 
 
 class Access(Enum):

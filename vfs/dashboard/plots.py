@@ -1,5 +1,8 @@
 """The dashboard's figures: score distributions (per label, per setup), score scatters, label precision,
-the dataset map."""
+the dataset map.
+
+Plotly renders a subset of HTML in every text it draws, so names (file, folder, label, setup) pass
+through :func:`~vfs.dashboard.safe_text.as_plotly_text` on their way in."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import plotly.graph_objects as go
 from vfs.analysis.dataset_map import ROOT, DatasetMap
 from vfs.analysis.labels import UNLABELLED, scores_by_label
 from vfs.analysis.rank_agreement import top_k_indices
+from vfs.dashboard.safe_text import as_plotly_text
 
 #: With more labels than this, colours stop telling them apart: one colour is used instead.
 MAX_COLOURED_LABELS = 20
@@ -33,7 +37,7 @@ def _groups(labels: Sequence[str | None], keep: np.ndarray) -> list[tuple[str, n
 def _bin_text(scores: np.ndarray, paths: Sequence[str], members: np.ndarray, low: float, high: float) -> str:
     best = members[np.argsort(-scores[members], kind="stable")][:NAMES_PER_BIN]
     lines = [f"{low:.3f} to {high:.3f}: {len(members)} image{'s' if len(members) != 1 else ''}"]
-    lines += [f"{paths[i]} ({scores[i]:.3f})" for i in best]
+    lines += [f"{as_plotly_text(paths[i])} ({scores[i]:.3f})" for i in best]
     if len(members) > NAMES_PER_BIN:
         lines.append(f"… and {len(members) - NAMES_PER_BIN} more")
     return "<br>".join(lines)
@@ -57,7 +61,7 @@ def score_distribution(scores: np.ndarray, paths: Sequence[str], labels: Sequenc
     groups = _groups(labels, keep)
     for position, (name, indices) in enumerate(groups):
         figure.add_trace(go.Histogram(
-            x=scores[indices], name=name, marker_color=_PALETTE[position % len(_PALETTE)],
+            x=scores[indices], name=as_plotly_text(name), marker_color=_PALETTE[position % len(_PALETTE)],
             xbins={"start": low, "end": low + bins * size, "size": size}, hoverinfo="skip"))
     # an invisible bar over each bin carries the hover text, on an axis of its own so it does not stack
     members = np.flatnonzero(keep)
@@ -97,6 +101,7 @@ def score_scatter(scores_x: np.ndarray, scores_y: np.ndarray, paths: Sequence[st
     both = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
     top_x = set(both[top_k_indices(x[both], top_k)].tolist()) if both.size else set()
     top_y = set(both[top_k_indices(y[both], top_k)].tolist()) if both.size else set()
+    name_x, name_y = as_plotly_text(name_x), as_plotly_text(name_y)
     short_x, short_y = name_x.split(" ")[0], name_y.split(" ")[0]
     groups = [  # (legend, images, colour, marker size), the top-k drawn last so they stay on top
         ("neither", set(both.tolist()) - top_x - top_y, "#BAB0AC", 6),
@@ -111,7 +116,7 @@ def score_scatter(scores_x: np.ndarray, scores_y: np.ndarray, paths: Sequence[st
             figure.add_trace(trace(
                 x=x[rows], y=y[rows], mode="markers", name=legend, hoverinfo="text",
                 marker={"color": colour, "size": size, "opacity": 0.8},
-                hovertext=[f"{paths[i]}<br>{name_x}: {x[i]:.3f}<br>{name_y}: {y[i]:.3f}" for i in rows]))
+                hovertext=[f"{as_plotly_text(paths[i])}<br>{name_x}: {x[i]:.3f}<br>{name_y}: {y[i]:.3f}" for i in rows]))
     figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="closest",
                          xaxis={"title": f"{name_x}: best window score"},
                          yaxis={"title": f"{name_y}: best window score"},
@@ -133,7 +138,7 @@ def overlaid_distributions(series: Mapping[str, np.ndarray], bins: int = 40) -> 
     figure = go.Figure()
     for position, (name, values) in enumerate(finite.items()):
         figure.add_trace(go.Histogram(
-            x=values, name=f"{name} ({len(values):,} images)", histnorm="percent", opacity=0.55,
+            x=values, name=f"{as_plotly_text(name)} ({len(values):,} images)", histnorm="percent", opacity=0.55,
             marker_color=_PALETTE[position % len(_PALETTE)], xbins={"start": low, "end": low + bins * size, "size": size},
             hovertemplate="%{x}: %{y:.1f}% of the images<extra></extra>"))
     figure.update_layout(barmode="overlay", height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
@@ -164,8 +169,8 @@ def label_distribution(scores: np.ndarray, paths: Sequence[str], labels: Sequenc
     for name in reversed(shown):  # plotly stacks categories bottom-up
         rows = np.flatnonzero(finite & (names == name))
         colour = "#D62728" if name == highlight else "#4C78A8"
-        common = {"x": scores[rows], "name": name, "orientation": "h", "marker_color": colour,
-                  "text": [paths[i] for i in rows], "hoverinfo": "x+text", "showlegend": False}
+        common = {"x": scores[rows], "name": as_plotly_text(name), "orientation": "h", "marker_color": colour,
+                  "text": [as_plotly_text(paths[i]) for i in rows], "hoverinfo": "x+text", "showlegend": False}
         if kind == VIOLIN:
             figure.add_trace(go.Violin(**common, points="outliers", box_visible=True, meanline_visible=False,
                                        spanmode="hard"))
@@ -183,9 +188,11 @@ def label_distribution(scores: np.ndarray, paths: Sequence[str], labels: Sequenc
 def precision_figure(precision: np.ndarray, base_rate: float, label: str, top_k: int) -> go.Figure:
     """Precision@k of the query's label for k = 1, 2, ..., with chance (the label's share) and k marked."""
     ks = np.arange(1, len(precision) + 1)
+    label = as_plotly_text(label)
     figure = go.Figure(go.Scatter(x=ks, y=precision, mode="lines+markers" if len(ks) <= 50 else "lines",
                                   name=f"precision of {label}", line={"color": "#4C78A8"},
-                                  hovertemplate="top %{x}: %{y:.0%} " + label + "<extra></extra>"))
+                                  meta=label,  # a field, not part of the template: a label may hold %{…}
+                                  hovertemplate="top %{x}: %{y:.0%} %{meta}<extra></extra>"))
     figure.add_hline(y=base_rate, line={"color": "#7F7F7F", "dash": "dot"},
                      annotation_text=f"chance ({base_rate:.0%} of the images)", annotation_position="bottom right")
     if top_k <= len(precision):
@@ -211,7 +218,7 @@ def dataset_treemap(clusters: DatasetMap, hits: Mapping[str, int] | None = None,
         ids.append(cluster.id)
         parents.append(cluster.parent)
         values.append(cluster.size)
-        names.append(cluster.title)
+        names.append(as_plotly_text(cluster.title))
         found = hits.get(cluster.id, 0)
         texts.append(f"{cluster.size:,} image{'s' if cluster.size != 1 else ''}"
                      + (f"<br><b>{found} of the top {top_k}</b>" if found else ""))

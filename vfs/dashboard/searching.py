@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from vfs.analysis.units import region_query
 from vfs.cache.feature_cache import cell_norms2
 from vfs.dashboard.query_images import QueryImage
+from vfs.dashboard.safe_text import hide_paths
 from vfs.errors import VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.similarity.exact import SearchResult, get_backend
@@ -59,7 +60,7 @@ def shortlist_problem(search: FeatureSearch) -> str | None:
     try:
         search.shortlist  # noqa: B018 - opened once, here, so the first approximate search is quick
     except VfsError as exc:
-        return str(exc)
+        return hide_paths(str(exc), {search.cache.path: "the feature cache"})  # visitors see this
     return None
 
 

@@ -65,7 +65,7 @@ class UploadStore:
         except OSError as exc:
             if temporary is not None:
                 temporary.unlink(missing_ok=True)
-            raise UploadError(f"Could not keep the upload for links in {self.folder}: {exc.strerror or exc}") from None
+            raise UploadError(f"Could not keep the upload on this server: {exc.strerror or type(exc).__name__}") from None
         self._evict(keep=name)
         return name
 
