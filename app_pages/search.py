@@ -130,10 +130,12 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
     elif job is not None and job.state is JobState.CANCELLED:
         st.warning("Indexing was cancelled before any image was stored.")
         st.button("Resume indexing", on_click=common.start_build, args=(current,))
+    elif (cost := common.missing_cache_cost(current, len(paths))).quick:
+        common.start_build(current)
+        st.rerun()
     else:
-        st.info(f"This layer and grid have no feature cache yet. Building it indexes "
-                f"{common.missing_cache_cost(current, len(paths)).describe()}; other caches stay usable "
-                "meanwhile. Cached layers and grids are marked in the sidebar.")
+        st.info(f"This layer and grid have no feature cache yet. Building it indexes {cost.describe()}; other "
+                "caches stay usable meanwhile. Cached layers and grids are marked in the sidebar.")
         st.button("Build this cache", type="primary", on_click=common.start_build, args=(current,))
     return False
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 import streamlit as st
 
 from vfs.cache.catalog import manifest_token
-from vfs.dashboard.build_cost import BuildCost, build_cost, cached_grids, seconds_per_image
+from vfs.dashboard.build_cost import BuildCost, build_cost, cached_grids, model_problem, seconds_per_image
 from vfs.dashboard.config import AppConfig, parse_app_args
 from vfs.dashboard.demo_images import DEMO_DIR, gather_demo_images
 from vfs.dashboard.deployment import Access, DatasetRoots, ModelPolicy
@@ -23,7 +23,7 @@ from vfs.dashboard.indexing_jobs import IndexJob, IndexJobs, JobState
 from vfs.dashboard.links import SharedSearch, from_params, to_params
 from vfs.dashboard.query_images import QueryImage, unreadable_picture
 from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid, names_demo
-from vfs.errors import VfsError
+from vfs.errors import ModelError, VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.features.images import scan_images
 from vfs.features.models import DEFAULT_MODEL, FeatureModel, list_models, load_model, weights_available
@@ -271,13 +271,18 @@ def dataset_picker(app: AppConfig, key: str, default: Path, help: str) -> Path |
         return None
 
 
+def model_label(name: str) -> str:
+    return f"{name} · offline" if weights_available(name) else f"{name} · needs a download"
+
+
 def model_picker(app: AppConfig, key: str, default: str | None = None) -> str:
     """A model name input: bundled models first, any timm name can be typed (within a deployment's allow-list)."""
     policy = None if app.deployment is None else app.deployment.models
     st.session_state.setdefault(key, default or (DEFAULT_MODEL if policy is None else policy.default))
     if policy is None:
-        return st.selectbox("Model", model_names(), key=key, accept_new_options=True,
-                            help="Models with bundled weights come first and work offline; any timm name can be typed.")
+        return st.selectbox("Model", model_names(), key=key, accept_new_options=True, format_func=model_label,
+                            help="Models with bundled weights come first and work offline; the others download "
+                                 "their weights the first time; any timm name can be typed.")
     return st.selectbox("Model", offered_models(policy.allow, policy.default, policy.folder), key=key,
                         accept_new_options=True, help=f"The models this deployment offers; names matching "
                                                       f"{', '.join(policy.allow)} can be typed.")
@@ -291,6 +296,9 @@ def _model(app: AppConfig) -> FeatureModel | None:
         st.caption(f"Weights: {available}, offline." if available else
                    "Weights: timm's pretrained download (needs the internet the first time).")
         return named_model(name or "")
+    except ModelError as exc:
+        st.error(model_problem(name or "", exc))
+        return None
     except (VfsError, OSError) as exc:
         st.error(str(exc))
         return None
@@ -309,8 +317,11 @@ def _layer_and_grid(model: FeatureModel, root: Path | None, cache_dir: Path) -> 
                 st.session_state[f"grid:{model.name}:{layer.name}"] = grid
     st.session_state.setdefault(layer_key, model.default_layer.name)
     marks = {} if root is None else cache_marks(str(cache_dir), str(root), model.name, model.fingerprint, model)
-    layer_name = st.selectbox("Layer", [info.name for info in model.layers], key=layer_key,
-                              format_func=lambda name: model.layer(name).describe() + " · cached" * bool(marks.get(name)),
+
+    def layer_label(name: str) -> str:
+        return f"{model.layer(name).describe()} · cached" if marks.get(name) else model.layer(name).describe()
+
+    layer_name = st.selectbox("Layer", [info.name for info in model.layers], key=layer_key, format_func=layer_label,
                               help="Deeper layers match meaning, shallower ones texture and colour; "
                                    "\"cached\" layers can be searched at once.")
     layer = model.layer(layer_name)
