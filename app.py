@@ -9,6 +9,7 @@ import streamlit as st
 from app_pages.shared import common
 
 st.set_page_config(page_title="Visual Feature Search", page_icon=":material/image_search:", layout="wide")
+common.keep_settings()
 st.session_state["config"] = common.app_config()
 common.sign_in_gate(st.session_state["config"])  # stops here for visitors a deployment does not let in
 common.read_link_once()

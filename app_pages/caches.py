@@ -11,7 +11,7 @@ from vfs.cache.catalog import delete_cache, format_bytes, list_caches, read_cach
 from vfs.dashboard.demo_images import DEMO_DIR
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.safe_text import as_markdown_text
-from vfs.dashboard.searching import shortlist_problem
+from vfs.dashboard.searching import approximate_problem, shortlist_problem
 from vfs.dashboard.selection import Selection, display_path
 from vfs.errors import CacheError, VfsError
 
@@ -39,7 +39,9 @@ def shortlist(current: Selection, read_only: bool) -> None:
         return
     problem = shortlist_problem(search)
     if problem is None:
-        st.caption("Shortlist ready: the Search page offers approximate search.")
+        unoffered = approximate_problem(search)
+        st.caption("Shortlist ready: " + ("the Search page offers approximate search." if unoffered is None else
+                                          f"the Search page does not offer approximate search: {as_markdown_text(unoffered)}"))
         return
     st.caption(f"Approximate search: {as_markdown_text(problem)}")
     if read_only or not st.button("Build the shortlist", help="Pooled window descriptors in FAISS: searches then "

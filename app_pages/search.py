@@ -21,10 +21,11 @@ from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import (
     SearchOutcome,
     ShownSearch,
+    approximate_problem,
     describe_search,
     run_search,
-    shortlist_problem,
     window_heatmap,
+    window_region,
 )
 from vfs.dashboard.selection import CacheState, Selection, display_path
 from vfs.errors import ImageError, VfsError
@@ -39,8 +40,6 @@ THUMBNAIL_SIDE = 256
 PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
 GALLERY_COLUMNS = 4
-#: Caches of at least this many images search approximately by default when they have a shortlist.
-APPROXIMATE_FROM = 100_000
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 STROKE_COLOUR = "rgba({}, {}, {}, 0.6)".format(*SEED_COLOUR)  # the colour a link's region is shaded in
 FILL_COLOUR = "rgba({}, {}, {}, 0.25)".format(*SEED_COLOUR)
@@ -49,6 +48,12 @@ FILL_COLOUR = "rgba({}, {}, {}, 0.25)".format(*SEED_COLOUR)
 def choose_query(query: QueryImage) -> None:
     st.session_state["query"] = query
     st.session_state["seed_region"] = None
+
+
+def search_from(match: Match, grid: int) -> None:
+    """Make the match's image the query, with its matched window as the region."""
+    choose_query(QueryImage.from_dataset(match.path))
+    st.session_state["seed_region"] = window_region(match, grid)
 
 
 def choose_random(paths: list[str]) -> None:
@@ -126,9 +131,13 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
     elif job is not None and job.state is JobState.CANCELLED:
         st.warning("Indexing was cancelled before any image was stored.")
         st.button("Resume indexing", on_click=common.start_build, args=(current,))
-    else:
+    elif (cost := common.missing_cache_cost(current, len(paths))).quick:
         common.start_build(current)
         st.rerun()
+    else:
+        st.info(f"This layer and grid have no feature cache yet. Building it indexes {cost.describe()}; other "
+                "caches stay usable meanwhile. Cached layers and grids are marked in the sidebar.")
+        st.button("Build this cache", type="primary", on_click=common.start_build, args=(current,))
     return False
 
 
@@ -200,8 +209,8 @@ def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome
                 f"window: {height}×{width} cells at row {top}, column {left} · "
                 f"pixels ({x0:.0f}, {y0:.0f}) to ({x1:.0f}, {y1:.0f}) of {full_size[0]}×{full_size[1]}")
     units_panel.top_units(current, search, outcome, match)
-    if st.button("Search from this image", key="dialog-requery"):
-        choose_query(QueryImage.from_dataset(match.path))
+    if st.button("Search from this image", key="dialog-requery", help="Its matched window becomes the region"):
+        search_from(match, current.grid)
         st.rerun()
 
 
@@ -223,8 +232,9 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                                       "of every window position in this image"):
                         show_match(current, search, shown.outcome, rank, match)
                     if buttons.button(":material/manage_search:", key=f"requery-{rank}",
-                                      help="Search from this image: make it the query"):
-                        choose_query(QueryImage.from_dataset(match.path))
+                                      help="Search from this image: make it the query, its matched window "
+                                           "the region"):
+                        search_from(match, current.grid)
                         st.rerun()
         # last in the gallery, so once it shows this search's number every thumbnail above is this search's
         shareable = " · the page's address now reproduces this search" if shown.outcome.query.shareable else ""
@@ -234,15 +244,16 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
 
 
 def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | None:
-    """Offered when the cache has a shortlist (``vfs index --ann``), on by default for large caches;
-    None when it is not offered."""
-    problem = shortlist_problem(search)
+    """Offered, and on by default, where it is faster than exact (a large cache with a shortlist:
+    ``vfs index --ann``); None when it is not offered. The choice is kept for caches that offer it."""
+    problem = approximate_problem(search)
     if problem is not None:
-        if st.session_state.pop("approximate", False):  # asked for by a link
-            place.warning("The link asks for approximate search, which this cache cannot do: "
+        if st.session_state.pop("link_approximate_pending", False) and st.session_state.get("approximate"):
+            place.warning("The link asks for approximate search, which this cache does not offer: "
                           + as_markdown_text(problem))
         return None
-    st.session_state.setdefault("approximate", len(search.cache) >= APPROXIMATE_FROM)
+    st.session_state.pop("link_approximate_pending", None)
+    st.session_state.setdefault("approximate", True)
     return place.toggle("Approximate (shortlist)", key="approximate",
                         help="Score exactly only the images the shortlist proposes: much faster on very large "
                              "datasets, but an image it misses is not shown.")
@@ -299,7 +310,8 @@ def workspace(current: Selection) -> None:
         top_k = k_column.slider("Results (k)", 1, MAX_TOP_K, key="top_k")
         exclude = exclude_column.toggle("Exclude the query image", key="exclude_query")
         approximate = approximate_toggle(search, exclude_column)
-        common.write_link(current, query, region, top_k, exclude, approximate)
+        common.write_link(current, query, region, top_k, exclude, approximate,
+                          st.session_state.get(result_filters.LABELS_KEY))
         if region is None:
             st.info("Draw on the query image (brush or rectangle) to search.")
             return

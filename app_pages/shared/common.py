@@ -15,6 +15,7 @@ from typing import TypeVar
 import streamlit as st
 
 from vfs.cache.catalog import manifest_token
+from vfs.dashboard.build_cost import BuildCost, build_cost, cached_grids, model_problem, seconds_per_image
 from vfs.dashboard.config import AppConfig, parse_app_args
 from vfs.dashboard.demo_images import DEMO_DIR, gather_demo_images
 from vfs.dashboard.deployment import Access, DatasetRoots, ModelPolicy
@@ -23,7 +24,7 @@ from vfs.dashboard.links import SharedSearch, from_params, to_params
 from vfs.dashboard.query_images import QueryImage, unreadable_picture
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid, names_demo
-from vfs.errors import VfsError
+from vfs.errors import ModelError, VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.features.images import scan_images
 from vfs.features.models import DEFAULT_MODEL, FeatureModel, list_models, load_model, weights_available
@@ -66,6 +67,24 @@ def feature_search(selection: Selection) -> FeatureSearch:
     return get_feature_search(str(selection.root), selection.model.name, selection.model.fingerprint,
                               selection.layer.name, selection.grid, str(selection.cache_dir),
                               manifest_token(selection.cache_path), selection)
+
+
+@st.cache_resource(show_spinner="Timing the model on this machine…", max_entries=64)
+def model_speed(name: str, fingerprint: str, layer: str, grid: int, _model: FeatureModel) -> float:
+    """Seconds per image of one model layer, measured once per server."""
+    return seconds_per_image(_model, _model.layer(layer), grid)
+
+
+def missing_cache_cost(current: Selection, images: int) -> BuildCost:
+    speed = model_speed(current.model.name, current.model.fingerprint, current.layer.name, current.grid, current.model)
+    return build_cost(images, current.layer, current.grid, speed)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def cache_marks(cache_dir: str, root: str, name: str, fingerprint: str, _model: FeatureModel) -> dict[str, list[int]]:
+    """The grids of each of the model's layers that have a cache of ``root``; re-read at most every 5 s."""
+    return {layer.name: cached_grids(Path(cache_dir), Path(root), _model, layer, range(1, max_grid(layer) + 1))
+            for layer in _model.layers}
 
 
 @st.cache_data(show_spinner=False)
@@ -177,6 +196,19 @@ def selection() -> Selection | None:
     return st.session_state.get("selection")
 
 
+#: Widget values the user chose that outlive the pages showing them: Streamlit forgets a widget's value in a run
+#: that does not draw it (another page, a cache still missing), and the sidebar's per-model layer and grid pickers.
+SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter")
+_PICKER_PREFIXES = ("layer:", "grid:")
+
+
+def keep_settings() -> None:
+    """Re-assign the user's settings before any widget is drawn, so a run that does not draw them keeps them."""
+    for key in list(st.session_state):
+        if key in SETTINGS or key.startswith(_PICKER_PREFIXES):
+            st.session_state[key] = st.session_state[key]
+
+
 def read_link_once() -> None:
     """Apply the URL's parameters when a session starts; later runs own the URL."""
     if "link" in st.session_state:
@@ -186,9 +218,11 @@ def read_link_once() -> None:
     st.session_state["link_problems"] = [str(problem) for problem in problems]
     st.session_state["link_layer_pending"] = shared.layer is not None
     st.session_state["link_query_pending"] = shared.query is not None or shared.upload is not None
+    st.session_state["link_approximate_pending"] = shared.approximate is not None
     for key, value in (("dataset_text", shared.dataset), ("model_name", shared.model),
                        ("top_k", shared.top_k), ("exclude_query", shared.exclude_query),
-                       ("approximate", shared.approximate)):
+                       ("approximate", shared.approximate),
+                       ("label_filter", None if shared.labels is None else list(shared.labels))):
         if value is not None:
             st.session_state[key] = value
 
@@ -205,14 +239,14 @@ def show_link_problems() -> None:
 
 
 def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool,
-               approximate: bool | None = None) -> None:
+               approximate: bool | None = None, labels: list[str] | None = None) -> None:
     """Put the search on screen into the URL; an upload that is not kept on the server is left out."""
     params = to_params(SharedSearch(
         # the picker's name, which for a deployment's weights file is not the architecture's
         dataset=display_path(current.root), model=st.session_state.get("model_name") or current.model.name,
         layer=current.layer.name, grid=current.grid,
         query=query.dataset_path, upload=query.upload_id, region=region if query.shareable else None, top_k=top_k,
-        exclude_query=exclude_query, approximate=approximate))
+        exclude_query=exclude_query, approximate=approximate, labels=tuple(labels) if labels else None))
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
 
@@ -252,13 +286,18 @@ def dataset_picker(app: AppConfig, key: str, default: Path, help: str) -> Path |
         return None
 
 
+def model_label(name: str) -> str:
+    return f"{name} · offline" if weights_available(name) else f"{name} · needs a download"
+
+
 def model_picker(app: AppConfig, key: str, default: str | None = None) -> str:
     """A model name input: bundled models first, any timm name can be typed (within a deployment's allow-list)."""
     policy = None if app.deployment is None else app.deployment.models
     st.session_state.setdefault(key, default or (DEFAULT_MODEL if policy is None else policy.default))
     if policy is None:
-        return st.selectbox("Model", model_names(), key=key, accept_new_options=True,
-                            help="Models with bundled weights come first and work offline; any timm name can be typed.")
+        return st.selectbox("Model", model_names(), key=key, accept_new_options=True, format_func=model_label,
+                            help="Models with bundled weights come first and work offline; the others download "
+                                 "their weights the first time; any timm name can be typed.")
     return st.selectbox("Model", offered_models(policy.allow, policy.default, policy.folder), key=key,
                         accept_new_options=True, help=f"The models this deployment offers; names matching "
                                                       f"{as_markdown_text(', '.join(policy.allow))} can be typed.")
@@ -272,12 +311,15 @@ def _model(app: AppConfig) -> FeatureModel | None:
         st.caption(f"Weights: {as_markdown_text(available)}, offline." if available else
                    "Weights: timm's pretrained download (needs the internet the first time).")
         return named_model(name or "")
+    except ModelError as exc:
+        st.error(model_problem(name or "", exc))
+        return None
     except (VfsError, OSError) as exc:
         st.error(as_markdown_text(exc))
         return None
 
 
-def _layer_and_grid(model: FeatureModel) -> tuple[str, int]:
+def _layer_and_grid(model: FeatureModel, root: Path | None, cache_dir: Path) -> tuple[str, int]:
     layer_key = f"layer:{model.name}"
     if st.session_state.pop("link_layer_pending", False):
         shared: SharedSearch = st.session_state["link"]
@@ -289,14 +331,22 @@ def _layer_and_grid(model: FeatureModel) -> tuple[str, int]:
             if grid is not None:
                 st.session_state[f"grid:{model.name}:{layer.name}"] = grid
     st.session_state.setdefault(layer_key, model.default_layer.name)
-    layer_name = st.selectbox("Layer", [info.name for info in model.layers], key=layer_key,
-                              format_func=lambda name: model.layer(name).describe(),
-                              help="Deeper layers match meaning, shallower ones texture and colour.")
+    marks = {} if root is None else cache_marks(str(cache_dir), str(root), model.name, model.fingerprint, model)
+
+    def layer_label(name: str) -> str:
+        return f"{model.layer(name).describe()} · cached" if marks.get(name) else model.layer(name).describe()
+
+    layer_name = st.selectbox("Layer", [info.name for info in model.layers], key=layer_key, format_func=layer_label,
+                              help="Deeper layers match meaning, shallower ones texture and colour; "
+                                   "\"cached\" layers can be searched at once.")
     layer = model.layer(layer_name)
     grid_key = f"grid:{model.name}:{layer.name}"
     st.session_state.setdefault(grid_key, layer.default_grid)
     grid = st.number_input("Grid size", min_value=1, max_value=max_grid(layer), key=grid_key,
                            help="The layer's map is pooled to G×G cells; a match is a window of cells.")
+    cached = marks.get(layer.name, [])
+    st.caption("Cached grids of this layer: " + ", ".join(f"{g}×{g}" for g in cached) if cached else
+               "No grid of this layer is cached yet.")
     return layer.name, int(grid)
 
 
@@ -309,7 +359,7 @@ def sidebar(app: AppConfig) -> Selection | None:
         model = _model(app)
         if model is None:
             return None
-        layer_name, grid = _layer_and_grid(model)
+        layer_name, grid = _layer_and_grid(model, root, app.cache_dir)
         weights_file = app.resolve_model(st.session_state["model_name"])[1]
         current = None if root is None else Selection(root, model, model.layer(layer_name), grid, app.cache_dir,
                                                       weights_file)

@@ -338,18 +338,17 @@ def test_the_drawn_region_is_back_on_the_canvas_after_visiting_another_page(dash
     assert app.session_state["search_region"] == drawn and gallery_captions(app) == captions
 
 
-def test_a_cache_with_a_shortlist_offers_approximate_search_and_says_so(dashboard, private_case):
+def test_a_cache_with_a_shortlist_offers_approximate_search_and_says_so(dashboard, private_case, monkeypatch):
     from vfs.feature_search import FeatureSearch
-
-    exact = opened(dashboard, private_case)
-    assert "approximate" not in [toggle.key for toggle in exact.toggle]  # no shortlist yet
 
     pytest.importorskip("faiss")
     FeatureSearch(private_case.data, cache_dir=private_case.cache_dir).build_shortlist()
+    small = opened(dashboard, private_case)
+    assert "approximate" not in [toggle.key for toggle in small.toggle]  # too small for the shortlist to win
+    monkeypatch.setattr("vfs.dashboard.searching.APPROXIMATE_FROM", 1)
     app = opened(dashboard, private_case)
-    assert app.toggle(key="approximate").value is False  # small caches search exactly by default
+    assert app.toggle(key="approximate").value is True  # offered only where it is faster, so on
     app.toggle(key="exclude_query").set_value(True)
-    app.toggle(key="approximate").set_value(True)
     draw(app, canvas_rect(private_case.patch_box))
     app.run()
     assert not app.exception
@@ -388,7 +387,7 @@ def test_index_page_builds_the_shortlist_for_approximate_search(dashboard, priva
     assert not app.exception
     assert any("Shortlist ready" in caption.value for caption in app.caption)
     app.switch_page("app_pages/search.py").run()
-    assert app.toggle(key="approximate").value is False
+    assert "approximate" not in [toggle.key for toggle in app.toggle]  # a small cache searches exactly
 
 
 def test_a_damaged_cache_is_reported_on_every_page_that_reads_it(dashboard, private_case):

@@ -4,8 +4,9 @@ Parameters (all optional): ``data`` (dataset folder), ``model``, ``layer``, ``gr
 image, relative to the dataset folder) or ``u`` (an uploaded query image kept on the server, see
 :mod:`vfs.dashboard.uploads`), the region as ``box=x0,y0,x1,y1`` (query image pixels)
 or ``mask=G.<base64url>`` (the G×G cell weights, one byte each, zlib-compressed), ``k`` (results)
-``x`` (``1`` leaves the query image out of the results) and ``a`` (``1``: the approximate search of
-the cache's shortlist).
+``x`` (``1`` leaves the query image out of the results), ``a`` (``1``: the approximate search of
+the cache's shortlist) and ``labels`` (the gallery's label filter, comma-separated; a label with a
+comma in its name cannot be named, so it is left out).
 
 Decoding never raises for a bad parameter: it keeps what is valid and reports each problem
 as a :class:`ShareError` message meant for the person who opened the link.
@@ -50,6 +51,7 @@ class SharedSearch:
     top_k: int | None = None
     exclude_query: bool | None = None
     approximate: bool | None = None
+    labels: tuple[str, ...] | None = None  # the gallery shows only images with these labels
 
 
 def encode_mask(grid_mask: np.ndarray) -> str:
@@ -122,6 +124,13 @@ def _box(value: str) -> Region:
         raise ShareError(f"box={value}: {exc}") from None
 
 
+def _labels(value: str) -> tuple[str, ...]:
+    labels = tuple(label.strip() for label in _text("labels", value).split(",") if label.strip())
+    if not labels:
+        raise ShareError("labels= names no label.")
+    return labels
+
+
 def to_params(state: SharedSearch) -> dict[str, str]:
     """The URL parameters of ``state`` (unset fields are left out)."""
     params: dict[str, str] = {}
@@ -132,6 +141,9 @@ def to_params(state: SharedSearch) -> dict[str, str]:
     for name, flag in (("x", state.exclude_query), ("a", state.approximate)):
         if flag is not None:
             params[name] = "1" if flag else "0"
+    nameable = [label for label in state.labels or () if "," not in label]
+    if nameable:
+        params["labels"] = ",".join(nameable)
     if state.region is not None and state.region.box is not None:
         params["box"] = ",".join(str(v) for v in state.region.box)
     elif state.region is not None and state.region.grid_mask is not None:
@@ -169,6 +181,7 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
                 fields[field_name] = values[name] == "1"
             else:
                 problems.append(ShareError(f"{name}={values[name][:20]!r} must be 0 or 1."))
+    take("labels", "labels", _labels)
     if "box" in values and "mask" in values:
         problems.append(ShareError("The link has both box= and mask=; it can hold only one region."))
     else:

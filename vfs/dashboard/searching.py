@@ -15,8 +15,14 @@ from vfs.dashboard.query_images import QueryImage
 from vfs.dashboard.safe_text import hide_paths
 from vfs.errors import VfsError
 from vfs.feature_search import FeatureSearch
-from vfs.similarity.exact import SearchResult, get_backend
+from vfs.similarity.exact import Match, SearchResult, get_backend
 from vfs.similarity.region import Region
+
+#: The smallest cache the Search page offers approximate search for. Measured on 2 CPU cores
+#: (bench/RESULTS.md, ``python -m bench.scale search``): at 3,925 and 62,500 images the shortlist
+#: was 0.6–1.8× the exact scan's speed (slower for most regions), at 250,000 it won for every region
+#: (2.5–4.8×), at 1,000,000 by 10–23×. Below this the exact scan is at least as fast and misses nothing.
+APPROXIMATE_FROM = 250_000
 
 
 @dataclass
@@ -53,6 +59,23 @@ def describe_search(outcome: SearchOutcome, images: int) -> str:
              if result.approximate else f"Searched {images:,} images")
     return (f"{scope} in {result.seconds * 1000:.0f} ms ({outcome.seconds * 1000:.0f} ms with the query's features, "
             f"{result.backend}) · window {result.window_shape[0]}×{result.window_shape[1]} cells")
+
+
+def approximate_problem(search: FeatureSearch) -> str | None:
+    """Why the Search page does not offer approximate search for this cache (too small to win, no
+    usable shortlist), or None."""
+    if len(search.cache) < APPROXIMATE_FROM:
+        return (f"the exact scan is as fast below {APPROXIMATE_FROM:,} images (this cache holds "
+                f"{len(search.cache):,}), so it searches exactly.")
+    return shortlist_problem(search)
+
+
+def window_region(match: Match, grid: int) -> Region:
+    """The match's window as a region on the ``grid``×``grid`` cells, to search again from that image."""
+    top, left, height, width = match.window
+    mask = np.zeros((grid, grid), dtype=np.float32)
+    mask[top:top + height, left:left + width] = 1.0
+    return Region(grid_mask=mask)
 
 
 def shortlist_problem(search: FeatureSearch) -> str | None:

@@ -1,0 +1,67 @@
+"""The user's settings outlive the pages and pickers that show them, and stay in the link (issue #16)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.support.app_cases import canvas_rect, draw
+
+LAYER_KEY = "layer:tf_efficientnet_lite0"
+
+
+def opened(dashboard, case, **kwargs):
+    app = dashboard(case, **kwargs).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def settings(app) -> tuple:
+    return (app.session_state["top_k"], app.session_state["exclude_query"], app.session_state["label_filter"],
+            app.query_params["k"], app.query_params["x"], app.query_params.get("labels"))
+
+
+def test_a_links_settings_survive_a_visit_to_another_page(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case, query_params={"q": constructed_case.query, "box": "64,64,256,256",
+                                                            "k": "5", "x": "1", "labels": "photos"})
+    expected = (5, True, ["photos"], "5", "1", "photos")
+    assert settings(app) == expected
+    assert app.slider(key="top_k").value == 5 and app.multiselect(key="label_filter").value == ["photos"]
+    for page in ("app_pages/caches.py", "app_pages/map.py", "app_pages/search.py"):
+        app.switch_page(page).run()
+        assert not app.exception, (page, app.exception)
+    assert settings(app) == expected
+    assert app.slider(key="top_k").value == 5 and app.toggle(key="exclude_query").value is True
+
+
+def test_settings_survive_layer_and_grid_round_trips(dashboard, private_case):
+    app = opened(dashboard, private_case)
+    app.slider(key="top_k").set_value(4).run()
+    app.toggle(key="exclude_query").set_value(True).run()
+    app.sidebar.selectbox(key=LAYER_KEY).set_value("blocks.5").run()  # no cache: the workspace is not drawn
+    assert not app.exception
+    app.sidebar.selectbox(key=LAYER_KEY).set_value("blocks.6").run()
+    assert (app.slider(key="top_k").value, app.toggle(key="exclude_query").value) == (4, True)
+    grid_key = "grid:tf_efficientnet_lite0:blocks.6"
+    app.sidebar.number_input(key=grid_key).set_value(3).run()
+    app.sidebar.number_input(key=grid_key).set_value(7).run()
+    assert not app.exception
+    assert (app.slider(key="top_k").value, app.toggle(key="exclude_query").value) == (4, True)
+    assert (app.query_params["k"], app.query_params["x"], app.query_params["grid"]) == ("4", "1", "7")
+
+
+def test_search_from_a_result_keeps_the_matched_window_as_the_region(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case)
+    app.toggle(key="exclude_query").set_value(True)
+    draw(app, canvas_rect(constructed_case.patch_box))
+    app.run()
+    match = app.session_state["last_search"].outcome.result.matches[0]
+    assert match.path == constructed_case.target
+    app.button(key="requery-1").click().run()
+    assert not app.exception
+    assert app.session_state["query"].dataset_path == constructed_case.target
+    region = app.session_state["search_region"]
+    top, left, height, width = match.window
+    expected = np.zeros((7, 7), np.float32)
+    expected[top:top + height, left:left + width] = 1
+    assert region is not None and np.array_equal(region.grid_mask, expected)
+    assert app.query_params["q"] == constructed_case.target and app.query_params["mask"].startswith("7.")
