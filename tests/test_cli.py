@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from vfs.cli import main
@@ -133,3 +134,24 @@ def test_modes_group_the_top_matches(tmp_path, capsys, photo_dir):
     assert sum(mode["size"] for mode in modes) == 9
     assert all(set(mode) == {"size", "exemplars", "labels"} and sum(mode["labels"].values()) == mode["size"]
                for mode in modes)
+
+
+def test_scales_index_their_levels_and_every_result_says_its_scale(tmp_path, capsys, photo_dir):
+    common = ["--layer", "blocks.6", "--grid", "4", "--cache-dir", tmp_path / "c"]
+    code, out, err = run(capsys, "index", photo_dir, *common, "--scales", "0.5,1", "--json")
+    summary = json.loads(out)
+    assert code == 0, err
+    assert [level["scale"] for level in summary["scale_levels"]] == [0.5]
+    assert summary["scale_levels"][0]["images"] == summary["images"] == 9
+    code, out, err = run(capsys, "search", photo_dir, *common, "--scales", "1,0.5", "--query",
+                         photo_dir / "animals/chelsea.png", "--box", "100,40,300,200", "--json")
+    result = json.loads(out)
+    assert code == 0, err
+    assert result["scales"] == [0.5, 1.0] and {r["scale"] for r in result["results"]} <= {0.5, 1.0}
+    assert result["results"][0]["path"] == "animals/chelsea.png" and result["results"][0]["scale"] == 1.0
+    code, out, _ = run(capsys, "search", photo_dir, *common, "--query", photo_dir / "animals/chelsea.png",
+                       "--box", "100,40,300,200", "--json")
+    assert all(r["scale"] == 1.0 for r in json.loads(out)["results"])  # scale 1 alone: today's search
+    with pytest.raises(SystemExit) as exited:
+        run(capsys, "search", photo_dir, *common, "--scales", "x")
+    assert exited.value.code == 2 and "Scales are numbers" in capsys.readouterr().err

@@ -22,6 +22,15 @@ def _box(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    from vfs.similarity.scales import parse_scales
+
+    try:
+        return parse_scales(text)
+    except VfsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tf_efficientnet_lite0", help="timm model name (default: %(default)s)")
     parser.add_argument("--weights", default=None,
@@ -40,6 +49,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="local", choices=list_engines(),
                         help="where features are extracted: local, or ray (Ray Data actors; joins the cluster "
                              "named by RAY_ADDRESS, else starts a local Ray; needs pip install 'vfs[ray]')")
+    parser.add_argument("--scales", type=_scales, default=(1.0,),
+                        help="object sizes in dataset images relative to the query, e.g. 0.5,1,2, or 'multi' "
+                             "(0.5,0.71,1,1.41,2); each scale is an image-pyramid level, indexed once (default: 1)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
@@ -138,24 +150,40 @@ def _run(args: argparse.Namespace) -> int:
     fs = _feature_search(args)
     progress = None if args.json else ProgressBar(f"{fs.model.label} {fs.layer.name}")
     summary = fs.index(args.batch_size, args.workers, progress, shard_images=args.shard_images, engine=args.engine)
+    levels = {}  # the image-pyramid levels of the other scales, indexed after the base
+    for scale in (s for s in args.scales if s != 1.0 and not summary.cancelled):
+        level = fs.scale_level(scale)
+        width = level.card.preprocessing.input_size[1]
+        level_progress = None if args.json else ProgressBar(f"scale {scale:g}: {width}px")
+        levels[scale] = level.index(args.batch_size, args.workers, level_progress, shard_images=args.shard_images,
+                                    engine=args.engine)
     if args.command == "index":
         if args.ann and not summary.cancelled:
             fs.build_shortlist()
-        _print_summary(summary, args.json)
+        if args.json:
+            print(json.dumps({**summary.to_dict(), "scale_levels": [{"scale": scale, **level.to_dict()}
+                                                                    for scale, level in levels.items()]}, indent=2))
+            return 0
+        _print_summary(summary, False)
+        for level in levels.values():
+            _print_summary(level, False)
         return 0
     if not args.json:
         _print_summary(summary, False)
+        for level in levels.values():
+            _print_summary(level, False)
     if args.regions:
         return _search_regions(fs, args)
     if args.query is None or (args.box is None and args.mask is None):
         raise VfsError("Give --query with --box or --mask, or --regions.")
     result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k, exclude_query=args.exclude_query,
-                       approximate=args.approximate, candidates=args.candidates)
+                       approximate=args.approximate, candidates=args.candidates, scales=args.scales)
     approximate = {"approximate": True, "candidates": result.candidates} if args.approximate else {"approximate": False}
     modes = {"modes": [mode.to_dict(fs.cache) for mode in _modes(fs, result, args.modes)]} if args.modes else {}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
+                          "scales": list(args.scales),
                           **approximate, "results": [m.to_dict() for m in result.matches], **modes}, indent=2))
     else:
         note = (f" · approximate: the shortlist's {result.candidates} candidates scored exactly"
@@ -163,7 +191,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(fs.cache)} images searched in {result.seconds * 1000:.1f} ms ({result.backend}){note}")
         for rank, match in enumerate(result.matches, start=1):
             box = ",".join(f"{v:.0f}" for v in match.box)
-            print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  box {box}")
+            scale = f"  scale {match.scale:g}" if len(args.scales) > 1 else ""
+            print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  box {box}{scale}")
         for number, mode in enumerate(modes.get("modes", []), start=1):
             labels = ", ".join(f"{count} {label or '-'}" for label, count in mode["labels"].items())
             print(f"mode {number}: {mode['size']} matches ({labels}); e.g. {', '.join(mode['exemplars'][:3])}")

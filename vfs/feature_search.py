@@ -25,7 +25,7 @@ from PIL import Image
 from vfs.cache.feature_cache import FeatureCache, cache_path, locked
 from vfs.cache.indexing import DEFAULT_CACHE_DIR, SHARD_IMAGES, IndexSummary, Progress, build_index, cache_spec
 from vfs.cache.mirror import DEFAULT_MIRROR_ROOT, is_remote, mirror_folder, pull_cache, push_cache
-from vfs.errors import CacheError, ImageError
+from vfs.errors import CacheError, ImageError, MaskError, ModelError
 from vfs.features.extraction import ExtractionEngine, get_engine
 from vfs.features.geometry import box_to_grid, load_mask, mask_to_grid
 from vfs.features.images import DEFAULT_MAX_PIXELS, load_image
@@ -33,6 +33,7 @@ from vfs.features.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_mod
 from vfs.features.sources import is_uri
 from vfs.similarity.exact import Query, SearchResult, SimilarityBackend, search
 from vfs.similarity.region_set import RegionQuery, RegionSetResult, search_region_set
+from vfs.similarity.scales import scale_level, search_scales
 
 if TYPE_CHECKING:
     from vfs.similarity.approximate import Shortlist
@@ -107,6 +108,7 @@ class FeatureSearch:
         self.backend = backend
         self._cache: FeatureCache | None = None
         self._shortlist: Shortlist | None = None
+        self._levels: dict[float, FeatureSearch] = {}
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._layer_name, self._grid = layer, grid
@@ -230,8 +232,13 @@ class FeatureSearch:
 
     def search(self, image: ImageSource, mask: np.ndarray | str | Path | None = None,
                box: tuple[float, float, float, float] | None = None, top_k: int = 20,
-               exclude_query: bool = False, approximate: bool = False, candidates: int | None = None) -> SearchResult:
+               exclude_query: bool = False, approximate: bool = False, candidates: int | None = None,
+               scales: Sequence[float] = (1.0,)) -> SearchResult:
         """Top-k images whose best window matches the region of ``image`` (mask or box, in its pixels).
+
+        ``scales``: the sizes, relative to the query's, at which the object may appear in a dataset
+        image (e.g. :data:`~vfs.similarity.scales.MULTI_SCALES`); each needs its pyramid level indexed
+        (``index(scales=...)``) and every match reports its scale (:mod:`vfs.similarity.scales`).
 
         ``approximate``: score exactly only the ``candidates`` images the cache's shortlist
         proposes (:attr:`shortlist`); the result is an :class:`~vfs.similarity.approximate.ApproximateSearchResult`.
@@ -242,9 +249,35 @@ class FeatureSearch:
         if exclude_query and not isinstance(image, (bytes, Image.Image)):
             row = self._cache_row(Path(image).expanduser())
             exclude = [row] if row is not None else None
+        if tuple(scales) != (1.0,):
+            if approximate:
+                raise MaskError("Approximate search is for scale 1 only; search several scales exactly.")
+            # nearest scales to 1 first: on equal scores the less rescaled match wins
+            ordered = sorted(set(scales), key=lambda s: (abs(np.log(s)), s))
+            levels = [(scale_level(s, self.card.preprocessing.input_size, self.grid), self.scale_level(s).cache)
+                      for s in ordered]
+            return search_scales(self.cache, levels, query, top_k, exclude, self.backend)
         if approximate:
             return self.shortlist.search(query, top_k, exclude, candidates, backend=self.backend)
         return search(self.cache, query, top_k=top_k, exclude=exclude, backend=self.backend)
+
+    def scale_level(self, scale: float) -> FeatureSearch:
+        """The image-pyramid level for objects ``scale`` times the query's size: this dataset, model and
+        layer at another input size and grid (:mod:`vfs.similarity.scales`); ``index()`` builds it."""
+        if scale == 1.0:
+            return self
+        with self._model_lock:
+            if scale not in self._levels:
+                level = scale_level(scale, self.card.preprocessing.input_size, self.grid)
+                model = self.model.at_input_size(level.input_size)
+                try:
+                    model.layers  # noqa: B018 - a network that only takes its own input size fails here
+                except Exception as exc:  # noqa: BLE001 - timm raises anything from assertions to shape errors
+                    raise ModelError(f"{model.label} does not take {level.input_size[1]}×{level.input_size[0]} "
+                                     f"inputs, so it cannot search at scale {scale} ({type(exc).__name__}).") from None
+                self._levels[scale] = FeatureSearch(self.location, model, self.layer.name, level.grid,
+                                                    cache_dir=self.cache_store or self.cache_dir, backend=self.backend)
+            return self._levels[scale]
 
     def search_regions(self, regions: Sequence[QueryRegion], top_k: int = 20, exclude_query: bool = False,
                        negative_weight: float = 1.0) -> RegionSetResult:
@@ -282,9 +315,9 @@ class FeatureSearch:
 
     @property
     def shortlist(self) -> Shortlist:
-        """The approximate first stage of the cache (:mod:`vfs.similarity.approximate`, built by ``vfs index --ann``), opened
-        once and again only when it is rewritten on disk; a :class:`~vfs.errors.VfsError` says why there
-        is none (not built, out of date, damaged, no FAISS)."""
+        """The approximate first stage of the cache (:mod:`vfs.similarity.approximate`, built by
+        ``vfs index --ann``), opened once and again only when it is rewritten on disk; a
+        :class:`~vfs.errors.VfsError` says why there is none (not built, out of date, damaged, no FAISS)."""
         from vfs.similarity.approximate import Shortlist
 
         cache = self.cache

@@ -29,14 +29,14 @@ def make_spec(channels: int, grid: int) -> CacheSpec:
 
 
 def write_cache(path: Path, features: np.ndarray, shard_rows: int = 7, sizes: tuple[int, int] = (224, 224),
-                labels: list[str | None] | None = None) -> FeatureCache:
+                labels: list[str | None] | None = None, paths: list[str] | None = None) -> FeatureCache:
     """A cache of given (N, C, G, G) features, split into shards of ``shard_rows``."""
     n, c, g, _ = features.shape
     store = ShardStore.open(path, make_spec(c, g))
     for start in range(0, n, shard_rows):
         rows = ShardRows()
         for i in range(start, min(n, start + shard_rows)):
-            rows.paths.append(f"img{i:05d}.png")
+            rows.paths.append(paths[i] if paths else f"img{i:05d}.png")
             rows.labels.append(labels[i] if labels else None)
             rows.widths.append(sizes[0])
             rows.heights.append(sizes[1])

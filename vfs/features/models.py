@@ -244,6 +244,15 @@ class FeatureModel:
         """The deepest layer whose grid still has at least 7×7 cells: semantic yet localised."""
         return self.card.default_layer
 
+    def at_input_size(self, input_size: tuple[int, int]) -> FeatureModel:
+        """The same network and weights fed images resized to ``input_size`` (height, width): what an
+        image pyramid level computes. Shares the network and its lock; layers are measured anew."""
+        if tuple(input_size) == self.preprocessing.input_size:
+            return self
+        return dataclasses.replace(self, preprocessing=dataclasses.replace(self.preprocessing,
+                                                                           input_size=tuple(input_size)),
+                                   _lock=self._lock)
+
     def _intermediates(self, batch: torch.Tensor, indices: list[int] | None) -> list[torch.Tensor]:
         import torch
 

@@ -85,11 +85,12 @@ class Match:
     label: str | None
     score: float
     box: Box  # in the original image's pixels
-    window: tuple[int, int, int, int]  # top, left, height, width in grid cells
+    window: tuple[int, int, int, int]  # top, left, height, width in grid cells (of its scale's grid)
+    scale: float = 1.0  # the object's size relative to the query's (vfs.similarity.scales)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "score": round(self.score, 6),
-                "box": [round(v, 2) for v in self.box]}
+                "box": [round(v, 2) for v in self.box], "scale": self.scale}
 
 
 @dataclass
