@@ -1,0 +1,158 @@
+"""What scale-tolerant search brings: pasted copies found at other sizes, label precision, and the cost.
+
+The dataset is every photo of ``--data`` (imagenette-val by default, linked, not copied) plus 20
+made ones: the central box (the middle half of width and height) of the first photo of each of 10
+classes, pasted onto a photo of the next class at 0.5× and at 1.6× its size relative to the image.
+For each query box, the rank of its two copies is reported for ``scales=(1,)`` and for the
+multi-scale default, at a 14×14 and a 7×7 layer of lite0; so is label precision@20 of the 10 query
+boxes (the copies count as wrong labels), the query time, and each pyramid level's indexing time
+and cache size.
+
+``python -m bench.scales --data ../shared/datasets/imagenette-val [--record]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench._common import append_results, command_line, machine, now
+from vfs import FeatureSearch
+from vfs.features.images import IMAGE_EXTENSIONS
+from vfs.similarity.scales import MULTI_SCALES
+
+FACTORS = (0.5, 1.6)
+LAYERS = ("blocks.4", "blocks.6")
+
+
+def central_box(size: tuple[int, int]) -> tuple[float, float, float, float]:
+    width, height = size
+    return width / 4, height / 4, 3 * width / 4, 3 * height / 4
+
+
+def build_dataset(source: Path, target: Path, classes: int = 10) -> list[tuple[str, dict[float, str]]]:
+    """Link every photo of ``source`` into ``target`` and paste the copies; (query, {factor: copy}) pairs."""
+    folders = sorted(p for p in source.iterdir() if p.is_dir())[:classes]
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        (target / folder.name).mkdir(parents=True, exist_ok=True)
+        for photo in sorted(folder.iterdir()):
+            link = target / folder.name / photo.name
+            if photo.suffix.lower() in IMAGE_EXTENSIONS and not link.exists():
+                os.symlink(photo.resolve(), link)
+    (target / "pasted").mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    pairs = []
+    for k, folder in enumerate(folders):
+        query = sorted(folder.iterdir())[0]
+        background = sorted(folders[(k + 1) % len(folders)].iterdir())[1]
+        with Image.open(query) as image:
+            crop = image.convert("RGB").crop(tuple(round(v) for v in central_box(image.size)))
+        copies = {}
+        for factor in FACTORS:
+            name = f"pasted/{folder.name}-x{factor:g}.jpg"
+            if not (target / name).exists():
+                with Image.open(background) as bg:
+                    canvas = bg.convert("RGB")
+                # the crop spans half the query's width and height: its copy spans factor × half of the background's
+                size = (round(canvas.width * 0.5 * factor), round(canvas.height * 0.5 * factor))
+                x = int(rng.integers(0, canvas.width - size[0] + 1))
+                y = int(rng.integers(0, canvas.height - size[1] + 1))
+                canvas.paste(crop.resize(size, Image.Resampling.BICUBIC), (x, y))
+                canvas.save(target / name, quality=95)
+            copies[factor] = name
+        pairs.append((f"{folder.name}/{query.name}", copies))
+    return pairs
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/datasets/imagenette-val")
+    parser.add_argument("--work", default="data/bench-scales", help="the linked dataset with its pasted copies")
+    parser.add_argument("--cache-dir", default="data/cache")
+    parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    args = parser.parse_args()
+
+    target = Path(args.work)
+    pairs = build_dataset(Path(args.data), target)
+    report: dict = {"images": None, "scales": list(MULTI_SCALES), "layers": {}}
+    for layer in args.layers.split(","):
+        fs = FeatureSearch(target, layer=layer, cache_dir=args.cache_dir)
+        levels = {}
+        for scale in sorted(MULTI_SCALES, key=lambda s: abs(np.log(s))):
+            level = fs.scale_level(scale)
+            started = time.perf_counter()
+            summary = level.index()
+            levels[scale] = {"input": list(level.card.preprocessing.input_size), "grid": level.grid,
+                             "index_s_this_run": round(time.perf_counter() - started, 1),
+                             "images_per_s_when_built": round(summary.images_per_second, 1) if summary.indexed else None,
+                             "cache_mb": round(folder_bytes(level.cache_path) / 1e6, 1)}
+        report["images"] = len(fs.cache)
+        rows = []
+        for query, copies in pairs:
+            with Image.open(target / query) as image:
+                box = central_box(image.size)
+            ranked = {}
+            for name, scales in (("scale 1", (1.0,)), ("multi", MULTI_SCALES)):
+                started = time.perf_counter()
+                result = fs.search(target / query, box=box, top_k=len(fs.cache), exclude_query=True, scales=scales)
+                seconds = time.perf_counter() - started
+                order = [m.path for m in result.matches]
+                top20 = result.matches[:20]
+                ranked[name] = {
+                    "ms": round(seconds * 1000, 1),
+                    "ranks": {f"{factor:g}": order.index(copy) + 1 for factor, copy in copies.items()},
+                    "copy scales": {f"{factor:g}": next(m.scale for m in result.matches if m.path == copy)
+                                    for factor, copy in copies.items()},
+                    "precision@20": sum(m.label == query.split("/")[0] for m in top20) / 20,
+                }
+            rows.append({"query": query, **ranked})
+        summary_rows = {}
+        for name in ("scale 1", "multi"):
+            summary_rows[name] = {
+                f"x{factor:g} copies in the top 5": sum(r[name]["ranks"][f"{factor:g}"] <= 5 for r in rows)
+                for factor in FACTORS}
+            summary_rows[name].update({f"x{factor:g} ranks": [r[name]["ranks"][f"{factor:g}"] for r in rows]
+                                       for factor in FACTORS})
+            summary_rows[name]["label precision@20 (mean)"] = round(float(np.mean([r[name]["precision@20"]
+                                                                                 for r in rows])), 3)
+            summary_rows[name]["query ms (median)"] = float(np.median([r[name]["ms"] for r in rows]))
+        summary_rows["multi"]["scale found for the x0.5 copies"] = [r["multi"]["copy scales"]["0.5"] for r in rows]
+        summary_rows["multi"]["scale found for the x1.6 copies"] = [r["multi"]["copy scales"]["1.6"] for r in rows]
+        report["layers"][f"{layer} ({fs.grid}×{fs.grid})"] = {"levels": levels, **summary_rows}
+        print(json.dumps(report["layers"][f"{layer} ({fs.grid}×{fs.grid})"], indent=1))
+    if args.record:
+        body = [f"- date: {now()}", f"- command: `{command_line()}`", f"- machine: {machine()}",
+                f"- images: {report['images']} ({len(pairs) * len(FACTORS)} pasted copies among them)",
+                f"- scales: {report['scales']}", ""]
+        for layer, data in report["layers"].items():
+            body.append(f"**{layer}**")
+            body.append("")
+            body.append("| | " + " | ".join(("scale 1", "multi")) + " |")
+            body.append("|---|---|---|")
+            for key in data["scale 1"]:
+                body.append(f"| {key} | {data['scale 1'][key]} | {data['multi'][key]} |")
+            for key in ("scale found for the x0.5 copies", "scale found for the x1.6 copies"):
+                body.append(f"| {key} | | {data['multi'][key]} |")
+            body.append("")
+            body.append("| level (scale) | input | grid | cache MB | images/s when built |")
+            body.append("|---|---|---|---|---|")
+            for scale, level in sorted(data["levels"].items()):
+                body.append(f"| {scale:g} | {level['input'][1]}×{level['input'][0]} | {level['grid']} | "
+                            f"{level['cache_mb']} | {level['images_per_s_when_built']} |")
+            body.append("")
+        append_results(f"Scale-tolerant search ({now()})", "\n".join(body))
+
+
+if __name__ == "__main__":
+    main()
