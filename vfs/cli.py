@@ -144,14 +144,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
-                          **approximate, "results": [m.to_dict() for m in result.matches]}, indent=2))
+                          **approximate, "results": [{**m.to_dict(), "label_name": fs.label_name(m.label)}
+                                                      for m in result.matches]}, indent=2))
     else:
         note = (f" · approximate: the shortlist's {result.candidates} candidates scored exactly"
                 if args.approximate else "")
         print(f"{len(fs.cache)} images searched in {result.seconds * 1000:.1f} ms ({result.backend}){note}")
         for rank, match in enumerate(result.matches, start=1):
             box = ",".join(f"{v:.0f}" for v in match.box)
-            print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  box {box}")
+            print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{fs.label_name(match.label) or '-'}]  box {box}")
     return 0
 
 

@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vfs.dashboard.demo_images import DEMO_DIR
+from vfs.dashboard.demo import DEMO_DIR
 from vfs.errors import DatasetError, ModelError, VfsError
 from vfs.features.images import DEFAULT_MAX_PIXELS
 from vfs.features.models import DEFAULT_MODEL
@@ -276,7 +276,7 @@ class Deployment:
     source: Path  # the file it was read from
     datasets: DatasetRoots
     default_dataset: Path
-    demo: bool  # the demo photos (data/demo) are one of the roots, gathered on first use
+    demo: bool  # the demo dataset (data/clothing) is one of the roots
     models: ModelPolicy
     uploads: UploadLimits
     read_only: bool
