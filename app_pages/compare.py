@@ -213,7 +213,7 @@ def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], name
                 for offset, cell in enumerate(st.columns(2)):
                     if start + offset < len(matches):
                         match = matches[start + offset]
-                        label = f" · {match.label}" if match.label else ""
+                        label = f" · {outcome.labels[match.index]}" if match.label else ""
                         cell.image(thumbnails[position][start + offset], width="stretch",
                                    caption=f"{start + offset + 1}. {match.score:.3f}{label} · "
                                            f"{match.path.rsplit('/', 1)[-1]}")

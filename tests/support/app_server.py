@@ -117,11 +117,11 @@ def running_dashboard(app_args: Sequence[str] = (), env: Mapping[str, str] | Non
 @contextmanager
 def dashboard_server(app_args: Sequence[str] = (), env: Mapping[str, str] | None = None, log: Path | None = None,
                      timeout: float = 90.0) -> Iterator[Dashboard]:
-    """:func:`running_dashboard`, yielding the server's URL and process id."""
+    """:func:`running_dashboard`, yielding the server's URL and process id. Started from the repository folder
+    as ``make app`` does, so .streamlit/config.toml applies; only where it listens and not opening a browser differ."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false", "--", *app_args]
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--", *app_args]
     output = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     server = subprocess.Popen(command, cwd=APP.parent, env=dict(env) if env is not None else None,
                               stdout=output, stderr=subprocess.STDOUT)

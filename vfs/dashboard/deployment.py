@@ -39,6 +39,8 @@ ARCHITECTURE_SEPARATOR = "--"
 #: The model picker names models-folder files with this prefix, e.g. ``file:resnet50--birds.safetensors``.
 FILE_PREFIX = "file:"
 MAX_UPLOAD_MB_LIMIT = 1024
+#: One MB of an upload limit, as Streamlit counts ``server.maxUploadSize`` (its upload route allows MB * 1024 * 1024).
+BYTES_PER_MB = 1024 * 1024
 #: How long a dataset folder's links are trusted before they are checked again.
 _RECHECK_SECONDS = 30
 
@@ -233,7 +235,7 @@ class ModelPolicy:
 
 @dataclass(frozen=True)
 class UploadLimits:
-    max_mb: int = 20
+    max_mb: int = 20  # MB of BYTES_PER_MB; .streamlit/config.toml sets server.maxUploadSize to the same
     max_pixels: int = 40_000_000
 
 

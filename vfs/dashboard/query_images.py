@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from vfs.dashboard.deployment import UploadLimits
+from vfs.dashboard.deployment import BYTES_PER_MB, UploadLimits
 from vfs.dashboard.links import SharedSearch, ShareError
 from vfs.dashboard.selection import display_path
 from vfs.dashboard.uploads import UploadError, UploadStore, upload_id
@@ -60,8 +60,8 @@ class QueryImage:
 
 def load_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB, max_pixels: int = MAX_UPLOAD_PIXELS) -> QueryImage:
     """Check an uploaded file and make it the query; :class:`ImageError` says what is wrong."""
-    if len(data) > max_mb * 1024 * 1024:
-        raise ImageError(f"{name} is {len(data) / 1024 / 1024:.1f} MB; uploads are limited to {max_mb} MB.")
+    if len(data) > max_mb * BYTES_PER_MB:
+        raise ImageError(f"{name} is {len(data) / BYTES_PER_MB:.1f} MB; uploads are limited to {max_mb} MB.")
     try:
         load_image(data, max_pixels=max_pixels)
     except ImageError as exc:
