@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,10 +28,10 @@ from vfs.errors import DatasetError, ModelError, VfsError
 from vfs.features.images import DEFAULT_MAX_PIXELS
 from vfs.features.models import DEFAULT_MODEL
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: only reading a deployment file needs 3.11's tomllib
-    tomllib = None  # type: ignore[assignment]
+else:  # the same parser, as a package before it joined the standard library
+    import tomli as tomllib
 
 #: Weights files a models folder may hold; both are read without unpickling arbitrary objects.
 WEIGHTS_SUFFIXES = (".safetensors", ".pth")
@@ -342,8 +343,6 @@ def _between(low: int, high: int) -> Callable[[int], str | None]:
 def parse_deployment(text: str, source: Path) -> Deployment:
     """The deployment described by TOML ``text`` (read from ``source``)."""
     source = Path(source).absolute()
-    if tomllib is None:
-        raise DeploymentError(f"{source}: reading a deployment file needs Python 3.11 or later (tomllib).")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
