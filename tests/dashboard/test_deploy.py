@@ -179,7 +179,7 @@ def test_the_example_file_parses_with_every_section(tmp_path):
 
 def test_the_community_cloud_file_serves_the_demo():
     deployment = load_deployment(REPO / "deploy" / "cloud.toml")
-    assert deployment.demo and deployment.datasets.roots == (Path(os.path.realpath("data/demo")),)
+    assert deployment.demo and deployment.datasets.roots == (Path(os.path.realpath("data/clothing")),)
     assert deployment.models.allow == ("tf_efficientnet_lite0",) and not deployment.read_only
 
 
