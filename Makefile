@@ -1,25 +1,43 @@
-# Quick start:  make app   (dashboard on the bundled model and demo images)
-#               make test  (installs everything, then runs the whole test suite)
+# Quick start:  make app   (dashboard on the bundled model and the demo photos in data/clothing)
+#               make test  (adds the test extras, then runs the whole test suite)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+APP_STAMP := $(VENV)/.app-stamp
+TEST_STAMP := $(VENV)/.test-stamp
+# the torch-free unit tests also run on the oldest and newest Pythons supported, in small environments
+OTHER_PYTHONS ?= $(wildcard /root/.pyenv/versions/3.10.*/bin/python3 /root/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: app test unit browser-deps
+.PHONY: app test unit unit-other-pythons browser-deps
 
-$(STAMP): pyproject.toml
+$(APP_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	$(PY) -m pip install -q -e .
+	touch $(APP_STAMP)
 
-app: $(STAMP)
+$(TEST_STAMP): $(APP_STAMP)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(TEST_STAMP)
+
+app: $(APP_STAMP)
 	$(VENV)/bin/streamlit run app.py $(if $(DATA),-- --data $(DATA))
 
 browser-deps:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser-deps
+test: $(TEST_STAMP) browser-deps unit-other-pythons
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # the unit tests alone, without the dashboard, browsers and slow studies: under a minute
-unit: $(STAMP)
+unit: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not app and not browser and not slow" $(PYTEST_ARGS)
+
+# each Python in OTHER_PYTHONS: a venv with vfs's torch-free dependencies only (torch wheels are GBs), then the
+# unit tests that need no torch (tests/torch_free.txt)
+unit-other-pythons:
+	@for python in $(OTHER_PYTHONS); do \
+	  venv=$(VENV)-$$($$python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  test -x $$venv/bin/python || $$python -m venv $$venv; \
+	  $$venv/bin/python -m pip install -q -r tests/torch_free_requirements.txt && \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider -m "not app and not browser and not slow" \
+	    $$(cat tests/torch_free.txt) || exit 1; \
+	done

@@ -1,14 +1,19 @@
 """Visual Feature Search dashboard: ``streamlit run app.py [-- --config FILE --data DIR --cache-dir DIR --read-only]``.
 
-With no arguments it opens on the bundled tf_efficientnet_lite0 weights and demo photographs
-gathered from installed packages, so it works on a fresh, offline machine.
+With no arguments it opens on the bundled tf_efficientnet_lite0 weights and the demo dataset shipped in
+data/clothing, so it works on a fresh, offline machine. .streamlit/config.toml applies when it is started
+from this folder.
 """
+
+from pathlib import Path
 
 import streamlit as st
 
 from app_pages.shared import common
 
-st.set_page_config(page_title="Visual Feature Search", page_icon=":material/image_search:", layout="wide")
+# a file, not a :material: or emoji icon: Streamlit fetches those favicons from a web service
+FAVICON = Path(__file__).parent / "app_pages" / "shared" / "favicon.png"
+st.set_page_config(page_title="Visual Feature Search", page_icon=str(FAVICON), layout="wide")
 common.keep_settings()
 st.session_state["config"] = common.app_config()
 common.sign_in_gate(st.session_state["config"])  # stops here for visitors a deployment does not let in

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages.shared import common
 from vfs.cache.catalog import delete_cache, format_bytes, list_caches, read_cache
-from vfs.dashboard.demo_images import DEMO_DIR
+from vfs.dashboard.demo import DEMO_DIR
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import approximate_problem, shortlist_problem

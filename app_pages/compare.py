@@ -214,7 +214,7 @@ def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], name
                 for offset, cell in enumerate(st.columns(2)):
                     if start + offset < len(matches):
                         match = matches[start + offset]
-                        label = f" · {as_markdown_text(match.label)}" if match.label else ""
+                        label = f" · {as_markdown_text(outcome.labels[match.index])}" if match.label else ""
                         cell.image(thumbnails[position][start + offset], width="stretch",
                                    caption=f"{start + offset + 1}. {match.score:.3f}{label} · "
                                            f"{as_markdown_text(match.path.rsplit('/', 1)[-1])}")

@@ -31,7 +31,7 @@ def image_count(count: int) -> str:
 @st.cache_resource(show_spinner="Clustering the dataset…", max_entries=8)
 def get_map(cache_path: str, token: int | None, levels: tuple[int, ...], _search: FeatureSearch) -> DatasetMap:
     """One map per cache version and levels, shared by every session."""
-    return dataset_map(_search.cache, levels, central=CENTRAL_IMAGES)
+    return dataset_map(_search.cache, levels, central=CENTRAL_IMAGES, labels=_search.named_labels)
 
 
 def chosen_cluster(current: Selection, clusters: DatasetMap) -> str:

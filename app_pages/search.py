@@ -205,7 +205,8 @@ def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome
         units_panel.why_this_match(current, search, outcome, match, picture, full_size)
     top, left, height, width = match.window
     x0, y0, x1, y1 = match.box
-    st.markdown(f"**{rank}. {as_markdown_text(match.path)}** · label {as_markdown_text(match.label or '—')} · score **{match.score:.4f}**  \n"
+    st.markdown(f"**{rank}. {as_markdown_text(match.path)}** · label "
+                f"{as_markdown_text(search.label_name(match.label) or '—')} · score **{match.score:.4f}**  \n"
                 f"window: {height}×{width} cells at row {top}, column {left} · "
                 f"pixels ({x0:.0f}, {y0:.0f}) to ({x1:.0f}, {y1:.0f}) of {full_size[0]}×{full_size[1]}")
     units_panel.top_units(current, search, outcome, match)
@@ -223,7 +224,7 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                 if start + offset >= len(matches):
                     break
                 rank, match = start + offset + 1, matches[start + offset]
-                label = f" · {as_markdown_text(match.label)}" if match.label else ""
+                label = f" · {as_markdown_text(search.label_name(match.label))}" if match.label else ""
                 with column:
                     st.image(shown.thumbnails[rank - 1], width="stretch",
                              caption=f"{rank}. {match.score:.3f}{label} · {as_markdown_text(match.path.rsplit('/', 1)[-1])}")
@@ -327,7 +328,7 @@ def workspace(current: Selection) -> None:
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
         if shown.figure is None:
-            shown.figure = score_distribution(result.scores, search.cache.paths, search.cache.labels,
+            shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
                                               result.matches[-1].score)
         st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
         labels_panel.show(search, shown)

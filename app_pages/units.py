@@ -73,7 +73,7 @@ def page() -> None:
             if start + offset >= len(found):
                 break
             exemplar = found[start + offset]
-            label = f" · {as_markdown_text(exemplar.label)}" if exemplar.label else ""
+            label = f" · {as_markdown_text(search.label_name(exemplar.label))}" if exemplar.label else ""
             row, col = exemplar.cell
             column.image(thumbnails[start + offset], width="stretch",
                          caption=f"{start + offset + 1}. {exemplar.activation:.3f}{label} · "

@@ -184,7 +184,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
                           "scales": list(args.scales),
-                          **approximate, "results": [m.to_dict() for m in result.matches], **modes}, indent=2))
+                          **approximate, "results": [{**m.to_dict(), "label_name": fs.label_name(m.label)}
+                                                      for m in result.matches], **modes}, indent=2))
     else:
         note = (f" · approximate: the shortlist's {result.candidates} candidates scored exactly"
                 if args.approximate else "")
@@ -192,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         for rank, match in enumerate(result.matches, start=1):
             box = ",".join(f"{v:.0f}" for v in match.box)
             scale = f"  scale {match.scale:g}" if len(args.scales) > 1 else ""
-            print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  box {box}{scale}")
+            print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{fs.label_name(match.label) or '-'}]  box {box}{scale}")
         for number, mode in enumerate(modes.get("modes", []), start=1):
             labels = ", ".join(f"{count} {label or '-'}" for label, count in mode["labels"].items())
             print(f"mode {number}: {mode['size']} matches ({labels}); e.g. {', '.join(mode['exemplars'][:3])}")
@@ -240,7 +241,8 @@ def _search_regions(fs, args: argparse.Namespace) -> int:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "negative": result.negative,
                           "negative_weight": result.negative_weight,
-                          "results": [m.to_dict() for m in result.matches]}, indent=2))
+                          "results": [{**m.to_dict(), "label_name": fs.label_name(m.label)}
+                                      for m in result.matches]}, indent=2))
         return 0
     print(f"{len(fs.cache)} images searched for {len(result.negative)} regions in {result.seconds * 1000:.1f} ms "
           f"({result.backend})")

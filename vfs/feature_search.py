@@ -9,6 +9,7 @@ cached grid and runs the fused CPU kernel without importing torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from vfs.errors import CacheError, ImageError, MaskError, ModelError
 from vfs.features.extraction import ExtractionEngine, get_engine
 from vfs.features.geometry import box_to_grid, load_mask, mask_to_grid
 from vfs.features.images import DEFAULT_MAX_PIXELS, load_image
+from vfs.features.label_names import LabelNames, read_label_names
 from vfs.features.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
 from vfs.features.sources import is_uri
 from vfs.similarity.exact import Query, SearchResult, SimilarityBackend, search
@@ -109,6 +111,7 @@ class FeatureSearch:
         self._cache: FeatureCache | None = None
         self._shortlist: Shortlist | None = None
         self._levels: dict[float, FeatureSearch] = {}
+        self._named_labels: tuple[FeatureCache, list[str | None]] | None = None  # for the cache they name
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._layer_name, self._grid = layer, grid
@@ -197,6 +200,24 @@ class FeatureSearch:
                 self._pull()
                 self._cache = FeatureCache.open(self.cache_path, self.data)
             return self._cache
+
+    @functools.cached_property
+    def label_names(self) -> LabelNames:
+        """The readable names of the dataset's labels (:mod:`vfs.features.label_names`), read once."""
+        return LabelNames() if is_uri(self.location) else read_label_names(self.data)
+
+    def label_name(self, label: str | None) -> str | None:
+        """How ``label`` (a folder name, e.g. a match's) is shown: its readable name."""
+        return self.label_names.name(label)
+
+    @property
+    def named_labels(self) -> list[str | None]:
+        """Every cache row's label by its readable name, in cache order (what plots, votes and filters show)."""
+        cache = self.cache
+        with self._lock:
+            if self._named_labels is None or self._named_labels[0] is not cache:
+                self._named_labels = (cache, self.label_names.names_of(cache.labels))
+            return self._named_labels[1]
 
     def query_features(self, image: ImageSource) -> tuple[np.ndarray, tuple[int, int]]:
         """The query grid (C, G, G) float32 (rounded through float16 like the cache) and the image size."""

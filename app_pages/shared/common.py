@@ -17,13 +17,12 @@ import streamlit as st
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.build_cost import BuildCost, build_cost, cached_grids, model_problem, seconds_per_image
 from vfs.dashboard.config import AppConfig, parse_app_args
-from vfs.dashboard.demo_images import DEMO_DIR, gather_demo_images
 from vfs.dashboard.deployment import Access, DatasetRoots, ModelPolicy
 from vfs.dashboard.indexing_jobs import IndexJob, IndexJobs, JobState
 from vfs.dashboard.links import SharedSearch, from_params, to_params
 from vfs.dashboard.query_images import QueryImage, unreadable_picture
 from vfs.dashboard.safe_text import as_markdown_text
-from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid, names_demo
+from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid
 from vfs.errors import ModelError, VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.features.images import scan_images
@@ -90,11 +89,6 @@ def cache_marks(cache_dir: str, root: str, name: str, fingerprint: str, _model: 
 @st.cache_data(show_spinner=False)
 def model_names() -> list[str]:
     return list_models()
-
-
-@st.cache_resource(show_spinner="Gathering the demo photographs…")
-def demo_photos(folder: str) -> int:
-    return len(gather_demo_images(folder))
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -273,13 +267,9 @@ def dataset_picker(app: AppConfig, key: str, default: Path, help: str) -> Path |
     if roots is None:
         text = st.text_input("Dataset folder", key=key, help=help)
     else:
-        if app.serves_demo:  # before listing the served folders, which include the demo's
-            demo_photos(str(DEMO_DIR))
         text = st.selectbox("Dataset folder", served_folders(roots.roots), key=key, accept_new_options=True,
                             help=f"{help} This deployment serves these folders; a folder inside one can be typed.")
     try:
-        if roots is None and app.serves_demo and names_demo(text or ""):
-            demo_photos(str(DEMO_DIR))
         return app.resolve_dataset(text or "")
     except VfsError as exc:
         st.error(as_markdown_text(exc))

@@ -24,7 +24,7 @@ def _query_row(search: FeatureSearch, shown: ShownSearch) -> int | None:
 
 def _consistency(search: FeatureSearch, shown: ShownSearch) -> tuple[str, go.Figure | None]:
     """A sentence on the precision of the query's label, and its precision@k figure."""
-    consistency = label_consistency(shown.outcome.result.scores, search.cache.labels, _query_row(search, shown),
+    consistency = label_consistency(shown.outcome.result.scores, search.named_labels, _query_row(search, shown),
                                     len(shown.outcome.result.matches), PRECISION_DEPTH)
     if isinstance(consistency, str):
         return consistency, None
@@ -49,7 +49,7 @@ def show(search: FeatureSearch, shown: ShownSearch) -> None:
     kind = st.segmented_control("Scores per label", [BOX, VIOLIN], key="label_plot_kind", default=BOX,
                                 format_func=str.capitalize) or BOX
     row = _query_row(search, shown)
-    highlight = cache.labels[row] if row is not None else None
+    highlight = search.named_labels[row] if row is not None else None
     per_label = common.remembered("label_distribution", (shown.number, kind), lambda: label_distribution(
-        shown.outcome.result.scores, cache.paths, cache.labels, kind, highlight=highlight))
+        shown.outcome.result.scores, cache.paths, search.named_labels, kind, highlight=highlight))
     st.plotly_chart(per_label, key="label_plot", config={"displaylogo": False})

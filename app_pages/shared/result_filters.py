@@ -85,12 +85,12 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
     if cache.has_labels():
         vote_column, filter_column = st.columns([3, 2], vertical_alignment="bottom")
         with filter_column:
-            chosen = _label_filter(cache.labels)
+            chosen = _label_filter(search.named_labels)
         unfiltered = " (before filtering)" if subset is not None or chosen else ""
         vote_column.markdown(f"**Labels of the top {len(matches)}{unfiltered}:** "
-                             f"{as_markdown_text(describe_vote([m.label for m in matches]))}")
+                             f"{as_markdown_text(describe_vote([search.label_name(m.label) for m in matches]))}")
         if chosen:
-            allowed &= label_rows(cache.labels, chosen)
+            allowed &= label_rows(search.named_labels, chosen)
             described.append("labelled " + " or ".join(chosen))
     if subset is None and not chosen:
         return shown

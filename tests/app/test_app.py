@@ -18,6 +18,8 @@ from vfs.cache.indexing import IndexSummary, Progress
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import from_params
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+
 
 def gallery_captions(app) -> list[str]:
     """Captions of the result thumbnails, best first."""
@@ -307,19 +309,22 @@ def test_read_only_deployment_reports_a_missing_cache_instead_of_building(dashbo
 
 
 def test_fresh_machine_opens_on_the_demo_photos(dashboard, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # data/demo and data/cache are relative to the working directory
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "clothing").symlink_to(REPOSITORY / "data" / "clothing")
+    monkeypatch.chdir(tmp_path)  # data/clothing and data/cache are relative to the working directory
     app = dashboard(None)
     run_until(app, search_ready)
     assert not app.exception
-    demo = sorted(p.relative_to(tmp_path / "data" / "demo").as_posix()
-                  for p in (tmp_path / "data" / "demo").rglob("*.*"))
-    assert "skimage/astronaut.png" in demo and "sklearn/china.jpg" in demo
-    assert "skimage/chessboard_RGB.png" not in demo
+    demo = sorted(p.relative_to(tmp_path / "data" / "clothing").as_posix()
+                  for p in (tmp_path / "data" / "clothing").rglob("*.jpg"))
+    assert len(demo) == 400
     assert app.session_state["query"].dataset_path == demo[0]
     assert app.session_state["selection"].cache_path.resolve().is_relative_to(tmp_path / "data" / "cache")
     draw(app, canvas_rect((100, 100, 300, 300), image_side=512))
     app.run()
     assert len(gallery_captions(app)) == 12
+    shown = " ".join(element.value for element in app.markdown)
+    assert "Labels of the top 12" in shown and "Label consistency" in shown and "dress" in shown
 
 
 def test_the_drawn_region_is_back_on_the_canvas_after_visiting_another_page(dashboard, constructed_case):

@@ -14,7 +14,7 @@ from PIL import Image
 from vfs.cache.indexing import Progress
 from vfs.dashboard.canvas import canvas_size
 from vfs.dashboard.config import is_writable, parse_app_args
-from vfs.dashboard.demo_images import DEMO_DIR
+from vfs.dashboard.demo import DEMO_DIR
 from vfs.dashboard.links import SharedSearch
 from vfs.dashboard.query_images import QueryImage, filter_paths, link_query, load_upload, page_of
 from vfs.dashboard.searching import run_search, window_heatmap

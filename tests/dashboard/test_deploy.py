@@ -182,7 +182,7 @@ def test_the_example_file_parses_with_every_section(tmp_path):
 
 def test_the_community_cloud_file_serves_the_demo():
     deployment = load_deployment(REPO / "deploy" / "cloud.toml")
-    assert deployment.demo and deployment.datasets.roots == (Path(os.path.realpath("data/demo")),)
+    assert deployment.demo and deployment.datasets.roots == (Path(os.path.realpath("data/clothing")),)
     assert deployment.models.allow == ("tf_efficientnet_lite0",) and not deployment.read_only
 
 
@@ -329,7 +329,7 @@ def test_config_comes_from_the_option_or_the_environment(tmp_path):
         assert app.deployment is not None and app.deployment.source == config
         assert app.default_dataset == (tmp_path / "data").resolve() and app.data is None
         assert app.cache_dir == tmp_path / "cache" and not app.read_only
-        assert app.uploads == UploadLimits(3, 1000) and not app.serves_demo
+        assert app.uploads == UploadLimits(3, 1000)
     app = parse_app_args(["--config", str(config), "--data", str(tmp_path / "data" / "sub"),
                           "--cache-dir", str(tmp_path / "c2"), "--read-only"], {})
     assert app.default_dataset == (tmp_path / "data" / "sub").resolve()
@@ -348,8 +348,7 @@ def test_the_file_can_make_the_app_read_only_but_the_environment_cannot_undo_it(
 
 def test_without_a_file_the_app_is_a_local_tool(tmp_path):
     app = parse_app_args(["--data", str(tmp_path)], {})
-    assert app.deployment is None and app.uploads == UploadLimits() and not app.serves_demo
-    assert parse_app_args([], {}).serves_demo
+    assert app.deployment is None and app.uploads == UploadLimits()
 
 
 # ---------------------------------------------------------------- no pickle

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vfs.dashboard.demo_images import photo_sources
+from tests.support.data import package_photo
 
 SIDE = 448  # 7×7 grid cells of 64 pixels
 CANVAS_SIDE = 480  # app_pages/search.py shows a square image at this size
@@ -35,11 +35,8 @@ class ConstructedCase:
 
 
 def _photo(name: str) -> Image.Image:
-    for source in photo_sources():
-        if (source.folder / name).is_file():
-            with Image.open(source.folder / name) as image:
-                return image.convert("RGB").resize((SIDE, SIDE))
-    raise FileNotFoundError(f"{name} is not among the installed sample photographs")
+    with Image.open(package_photo(name)) as image:
+        return image.convert("RGB").resize((SIDE, SIDE))
 
 
 def make_constructed_dataset(folder: Path) -> None:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs.dashboard.deployment import UploadLimits
-
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
@@ -110,11 +108,11 @@ class Dashboard:
 
 @contextmanager
 def running_dashboard(app_args: Sequence[str] = (), env: Mapping[str, str] | None = None, log: Path | None = None,
-                      timeout: float = 90.0, max_upload_mb: int = UploadLimits.max_mb) -> Iterator[str]:
+                      timeout: float = 90.0, max_upload_mb: int | None = None) -> Iterator[str]:
     """Start ``streamlit run app.py -- APP_ARGS`` on a free localhost port; yields its URL.
 
-    ``max_upload_mb`` is Streamlit's ``server.maxUploadSize``: a deployment's dashboard starts only when it is
-    at most the deployment's ``[uploads] max_mb``.
+    ``max_upload_mb`` overrides Streamlit's ``server.maxUploadSize`` (.streamlit/config.toml's otherwise): a
+    deployment's dashboard starts only when it is at most the deployment's ``[uploads] max_mb``.
     """
     with dashboard_server(app_args, env, log, timeout, max_upload_mb) as server:
         yield server.url
@@ -122,12 +120,14 @@ def running_dashboard(app_args: Sequence[str] = (), env: Mapping[str, str] | Non
 
 @contextmanager
 def dashboard_server(app_args: Sequence[str] = (), env: Mapping[str, str] | None = None, log: Path | None = None,
-                     timeout: float = 90.0, max_upload_mb: int = UploadLimits.max_mb) -> Iterator[Dashboard]:
-    """:func:`running_dashboard`, yielding the server's URL and process id."""
+                     timeout: float = 90.0, max_upload_mb: int | None = None) -> Iterator[Dashboard]:
+    """:func:`running_dashboard`, yielding the server's URL and process id. Started from the repository folder
+    as ``make app`` does, so .streamlit/config.toml applies; only where it listens, not opening a browser and
+    ``max_upload_mb`` (when given) differ."""
     port = free_port()
+    upload = ["--server.maxUploadSize", str(max_upload_mb)] if max_upload_mb is not None else []
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(max_upload_mb), "--", *app_args]
+               "--server.address", "127.0.0.1", "--server.port", str(port), *upload, "--", *app_args]
     output = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     server = subprocess.Popen(command, cwd=APP.parent, env=dict(env) if env is not None else None,
                               stdout=output, stderr=subprocess.STDOUT)

@@ -176,9 +176,11 @@ def build_map(features: np.ndarray, paths: Sequence[str], labels: Sequence[str |
     return DatasetMap(clusters, list(paths), list(labels))
 
 
-def dataset_map(cache: FeatureCache, levels: Sequence[int] = (6, 24), central: int = 6, seed: int = 0) -> DatasetMap:
-    """The map of every image in ``cache``."""
-    return build_map(pooled_features(cache), cache.paths, cache.labels, levels, central, seed)
+def dataset_map(cache: FeatureCache, levels: Sequence[int] = (6, 24), central: int = 6, seed: int = 0,
+                labels: Sequence[str | None] | None = None) -> DatasetMap:
+    """The map of every image in ``cache``; ``labels`` (e.g. readable names, in cache order) replace the cache's."""
+    return build_map(pooled_features(cache), cache.paths, cache.labels if labels is None else labels, levels, central,
+                     seed)
 
 
 def clicked_cluster(event: Mapping | None) -> str | None:

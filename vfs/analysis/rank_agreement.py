@@ -29,26 +29,14 @@ def top_k_jaccard(scores_a: np.ndarray, scores_b: np.ndarray, k: int) -> float:
     return len(top_a & top_b) / len(union) if union else float("nan")
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``values``, tied values sharing the mean of their ranks."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts_run = np.concatenate(([True], ordered[1:] != ordered[:-1]))
-    run = np.cumsum(starts_run) - 1
-    starts = np.flatnonzero(starts_run)
-    ends = np.append(starts[1:], len(values))  # exclusive
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = ((starts + ends - 1) / 2.0 + 1.0)[run]
-    return ranks
-
-
 def spearman(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
-    """Spearman rank correlation of two score vectors (Pearson correlation of their average ranks)."""
+    """Spearman rank correlation of two score vectors (ties share their average rank); NaN when either is constant."""
+    from scipy import stats  # imported on first use: the dashboard starts without it
+
     a, b = _paired(scores_a, scores_b)
-    ranks_a, ranks_b = average_ranks(a) - (len(a) + 1) / 2.0, average_ranks(b) - (len(b) + 1) / 2.0
-    denominator = float(np.sqrt((ranks_a**2).sum() * (ranks_b**2).sum()))
-    return float((ranks_a * ranks_b).sum() / denominator) if denominator > 0 else float("nan")
+    if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")  # undefined; scipy would say so with a warning
+    return float(stats.spearmanr(a, b).statistic)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class SetupResult:
     setup: Setup
     result: SearchResult
     paths: list[str]  # the setup's cache order, as in ``result.scores``
-    labels: list[str | None]
+    labels: list[str | None]  # by readable name, in cache order
     seconds: float  # the query's features and the search
 
 
@@ -69,7 +69,7 @@ def search_setup(setup: Setup, search: FeatureSearch, picture: ImageSource, regi
     started = time.perf_counter()
     result = search.search(picture, top_k=top_k, exclude_query=exclude_query,
                            **region.search_arguments(search.grid))  # type: ignore[arg-type]
-    return SetupResult(setup, result, search.cache.paths, search.cache.labels, time.perf_counter() - started)
+    return SetupResult(setup, result, search.cache.paths, search.named_labels, time.perf_counter() - started)
 
 
 def aligned_scores(a: SetupResult, b: SetupResult) -> tuple[list[str], np.ndarray, np.ndarray]:

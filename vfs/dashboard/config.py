@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfs.cache.indexing import DEFAULT_CACHE_DIR
-from vfs.dashboard.demo_images import DEMO_DIR
+from vfs.dashboard.demo import DEMO_DIR
 from vfs.dashboard.deployment import Access, Deployment, UploadLimits, check_model_name, load_deployment
 from vfs.dashboard.selection import resolve_dataset
 from vfs.dashboard.uploads import UploadStore
@@ -22,7 +22,7 @@ _TRUE = ("1", "true", "yes", "on")
 
 @dataclass(frozen=True)
 class AppConfig:
-    data: Path | None  # None: the demo photos, or the deployment's default dataset
+    data: Path | None  # None: the demo dataset, or the deployment's default dataset
     cache_dir: Path
     read_only: bool  # never build or delete caches
     deployment: Deployment | None = None  # None: a local tool that opens any folder and any model
@@ -32,11 +32,6 @@ class AppConfig:
         if self.data is not None:
             return self.data
         return self.deployment.default_dataset if self.deployment is not None else DEMO_DIR
-
-    @property
-    def serves_demo(self) -> bool:
-        """Whether data/demo is gathered from the installed packages when it is opened."""
-        return self.deployment.demo if self.deployment is not None else self.data is None
 
     @property
     def uploads(self) -> UploadLimits:

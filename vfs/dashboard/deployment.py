@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,15 +23,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vfs.dashboard.demo_images import DEMO_DIR
+from vfs.dashboard.demo import DEMO_DIR
 from vfs.errors import DatasetError, ModelError, VfsError
 from vfs.features.images import DEFAULT_MAX_PIXELS
 from vfs.features.models import DEFAULT_MODEL
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: only reading a deployment file needs 3.11's tomllib
-    tomllib = None  # type: ignore[assignment]
+else:  # the same parser, as a package before it joined the standard library
+    import tomli as tomllib
 
 #: Weights files a models folder may hold; both are read without unpickling arbitrary objects.
 WEIGHTS_SUFFIXES = (".safetensors", ".pth")
@@ -251,7 +252,7 @@ BYTES_PER_MB = 1_000_000
 
 @dataclass(frozen=True)
 class UploadLimits:
-    max_mb: int = 20
+    max_mb: int = 20  # MB of BYTES_PER_MB; .streamlit/config.toml sets server.maxUploadSize to the same
     max_pixels: int = 40_000_000
 
     @property
@@ -309,7 +310,7 @@ class Deployment:
     source: Path  # the file it was read from
     datasets: DatasetRoots
     default_dataset: Path
-    demo: bool  # the demo photos (data/demo) are one of the roots, gathered on first use
+    demo: bool  # the demo dataset (data/clothing) is one of the roots
     models: ModelPolicy
     uploads: UploadLimits
     read_only: bool
@@ -373,8 +374,6 @@ def _between(low: int, high: int) -> Callable[[int], str | None]:
 def parse_deployment(text: str, source: Path) -> Deployment:
     """The deployment described by TOML ``text`` (read from ``source``)."""
     source = Path(source).absolute()
-    if tomllib is None:
-        raise DeploymentError(f"{source}: reading a deployment file needs Python 3.11 or later (tomllib).")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

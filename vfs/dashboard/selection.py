@@ -13,7 +13,6 @@ from vfs._progress import describe
 from vfs.cache.catalog import read_cache
 from vfs.cache.feature_cache import CacheSpec, cache_path
 from vfs.cache.indexing import IndexSummary, Progress, build_index, cache_spec
-from vfs.dashboard.demo_images import DEMO_DIR
 from vfs.dashboard.links import SharedSearch, ShareError
 from vfs.errors import DatasetError
 from vfs.feature_search import FeatureSearch
@@ -38,14 +37,6 @@ def resolve_dataset(text: str | Path) -> Path:
     if not is_dir:
         raise DatasetError(f"{resolved} is a file, not a folder of images.")
     return resolved
-
-
-def names_demo(text: str) -> bool:
-    """Whether ``text`` names the demo folder, which is gathered when it is first opened."""
-    try:
-        return Path(text.strip()).expanduser().resolve() == DEMO_DIR.resolve()
-    except (OSError, ValueError, RuntimeError):  # NUL bytes, symlink loops, names too long
-        return False
 
 
 def display_path(path: Path) -> str:

@@ -15,8 +15,11 @@ from pathlib import Path
 from PIL import Image
 
 from vfs.features.geometry import Box
+from vfs.features.label_names import LabelNames
 from vfs.pictures import jpeg_bytes, load_preview, match_picture
 from vfs.similarity.exact import Match
+
+NO_NAMES = LabelNames()  # labels shown as their folders are named
 
 THUMB_SIDE = 160
 
@@ -67,17 +70,19 @@ class Gallery:
         return f'{heading}<div style="display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start">{figures}</div>'
 
 
-def match_caption(rank: int, match: Match) -> str:
-    return f"#{rank} {match.score:.3f}" + (f" · {match.label}" if match.label else "")
+def match_caption(rank: int, match: Match, label_names: LabelNames = NO_NAMES) -> str:
+    return f"#{rank} {match.score:.3f}" + (f" · {label_names.name(match.label)}" if match.label else "")
 
 
 def gallery(matches: Sequence[Match], root: str | Path, side: int = THUMB_SIDE, title: str = "",
-            query: tuple[str | Path, Box | tuple[float, float, float, float]] | None = None) -> Gallery:
-    """Thumbnails of ``matches`` (images under ``root``), led by the query and its box when given."""
+            query: tuple[str | Path, Box | tuple[float, float, float, float]] | None = None,
+            label_names: LabelNames = NO_NAMES) -> Gallery:
+    """Thumbnails of ``matches`` (images under ``root``), led by the query and its box when given; captions name
+    labels by ``label_names`` (a FeatureSearch's ``label_names``)."""
     tiles = []
     if query is not None:
         path, box = query
         tiles.append(Tile(region_thumbnail(path, box, side), "query", str(path)))
-    tiles += [Tile(match_thumbnail(root, match, side), match_caption(rank, match), match.path)
+    tiles += [Tile(match_thumbnail(root, match, side), match_caption(rank, match, label_names), match.path)
               for rank, match in enumerate(matches, start=1)]
     return Gallery(tuple(tiles), title)

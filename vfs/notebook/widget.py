@@ -36,7 +36,8 @@ from PIL import Image
 from vfs.errors import ImageError, MaskError, VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.features.geometry import Box
-from vfs.notebook.gallery import THUMB_SIDE, jpeg_data_url, match_caption, match_thumbnail
+from vfs.features.label_names import LabelNames
+from vfs.notebook.gallery import NO_NAMES, THUMB_SIDE, jpeg_data_url, match_caption, match_thumbnail
 from vfs.pictures import MATCH_COLOUR, load_preview
 from vfs.similarity.exact import Match, SearchResult
 
@@ -184,10 +185,12 @@ def display_size(image_size: tuple[int, int], side: int = PREVIEW_SIDE) -> tuple
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def match_payload(matches: list[Match], root: str | Path, side: int = THUMB_SIDE) -> list[dict[str, Any]]:
-    """What the browser shows of each match: thumbnail (window outlined), caption, score, box."""
-    return [{"rank": rank, "path": match.path, "label": match.label, "score": round(match.score, 4),
-             "box": [round(v, 1) for v in match.box], "caption": match_caption(rank, match),
+def match_payload(matches: list[Match], root: str | Path, side: int = THUMB_SIDE,
+                  label_names: LabelNames = NO_NAMES) -> list[dict[str, Any]]:
+    """What the browser shows of each match: thumbnail (window outlined), caption (labels by name), score, box."""
+    return [{"rank": rank, "path": match.path, "label": match.label, "label_name": label_names.name(match.label),
+             "score": round(match.score, 4), "box": [round(v, 1) for v in match.box],
+             "caption": match_caption(rank, match, label_names),
              "thumb": jpeg_data_url(match_thumbnail(root, match, side))}
             for rank, match in enumerate(matches, start=1)]
 
@@ -325,7 +328,8 @@ class SearchWidget(anywidget.AnyWidget):
         try:
             result = self.feature_search.search(self._query, top_k=max(1, self.top_k),
                                                 exclude_query=self.exclude_query, **self._drawn.search_arguments())
-            payload = match_payload(result.matches, self.feature_search.data)
+            payload = match_payload(result.matches, self.feature_search.data,
+                                    label_names=self.feature_search.label_names)
         except (VfsError, ValueError, OSError) as exc:
             self._fail(exc)
             return
