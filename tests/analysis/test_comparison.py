@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from tests.support.data import package_photo
-from vfs.analysis.rank_agreement import top_k_jaccard
+from vfs.analysis.rank_agreement import top_k_overlap
 from vfs.analysis.setup_comparison import (
     Setup,
     SetupResult,
@@ -75,7 +75,7 @@ def test_pair_agreement_matches_scipy_and_the_top_k_sets():
     top_b = set(np.argsort(-b32)[:10].tolist())
     assert pair.shared == len(top_a & top_b)
     assert pair.jaccard == pytest.approx(len(top_a & top_b) / len(top_a | top_b))
-    assert pair.jaccard == pytest.approx(top_k_jaccard(a32, b32, 10))
+    assert (pair.shared, pair.jaccard) == (top_k_overlap(a32, b32, 10)[0], pytest.approx(top_k_overlap(a32, b32, 10)[1]))
     row = pair.row(["A · blocks.5", "B · blocks.6"])
     assert row["setups"] == "A · blocks.5 vs B · blocks.6" and row["top-10 shared"] == pair.shared
 

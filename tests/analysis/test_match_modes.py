@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from tests.support.data import write_cache
-from vfs.analysis.match_modes import match_modes, spectral_modes, top_images, window_descriptors
+from vfs.analysis.match_modes import match_modes, spectral_modes, window_descriptors
 from vfs.similarity.exact import Query, search
+from vfs.similarity.ranking import top_k_indices
 
 GRID, CHANNELS = 7, 16
 
@@ -58,14 +59,14 @@ def test_one_group_is_one_mode(tmp_path):
 
 def test_only_the_top_n_are_clustered(tmp_path):
     cache, result = planted_cache(tmp_path, groups=2)
-    top = top_images(result, 10)
+    top = top_k_indices(result.scores, 10)
     assert list(top) == sorted(range(len(cache)), key=lambda i: (-result.scores[i], i))[:10]
     assert sum(mode.size for mode in match_modes(cache, result, n=10)) == 10
 
 
 def test_descriptors_are_the_matched_windows(tmp_path):
     cache, result = planted_cache(tmp_path, groups=2)
-    images = top_images(result, 4)
+    images = top_k_indices(result.scores, 4)
     descriptors = window_descriptors(cache, result, images)
     top, left = result.windows[images[0]]
     window = np.asarray(cache.features(int(images[0])))[:, top:top + 2, left:left + 2].astype(np.float32).ravel()

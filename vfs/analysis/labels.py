@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vfs.analysis.rank_agreement import top_k_indices
+from vfs.similarity.ranking import top_k_indices
 
 UNLABELLED = "(no label)"
 

@@ -25,6 +25,7 @@ from scipy.linalg import eigh
 
 from vfs.cache.feature_cache import FeatureCache
 from vfs.similarity.exact import SearchResult
+from vfs.similarity.ranking import top_k_indices
 
 DEFAULT_MATCHES = 200
 DEFAULT_MAX_MODES = 8
@@ -45,12 +46,6 @@ class MatchMode:
 
     def to_dict(self, cache: FeatureCache) -> dict:
         return {"size": self.size, "exemplars": [cache.paths[i] for i in self.exemplars], "labels": self.labels}
-
-
-def top_images(result: SearchResult, n: int) -> np.ndarray:
-    """The ``n`` best-scoring images (ties: dataset order), excluded ones (``-inf``) left out."""
-    order = np.lexsort((np.arange(len(result.scores)), -result.scores.astype(np.float64)))[:n]
-    return order[np.isfinite(result.scores[order])]
 
 
 def window_descriptors(cache: FeatureCache, result: SearchResult, images: np.ndarray) -> np.ndarray:
@@ -109,7 +104,7 @@ def spectral_modes(affinity: np.ndarray, max_modes: int = DEFAULT_MAX_MODES, see
 def match_modes(cache: FeatureCache, result: SearchResult, n: int = DEFAULT_MATCHES,
                 max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS, seed: int = 0) -> list[MatchMode]:
     """The modes of the top ``n`` matches of ``result`` (a search of ``cache``), largest first."""
-    images = top_images(result, n)
+    images = top_k_indices(result.scores, n)
     descriptors = window_descriptors(cache, result, images)
     affinity = neighbour_affinity(descriptors, neighbours)
     assignment = spectral_modes(affinity, max_modes, seed)

@@ -10,23 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` best images by score, ties broken by the lower index (the order search uses)."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    scores = np.asarray(scores, dtype=np.float64)
-    finite = np.flatnonzero(np.isfinite(scores))
-    order = finite[np.lexsort((finite, -scores[finite]))]
-    return order[:k]
+from vfs.similarity.ranking import top_k_indices
 
 
-def top_k_jaccard(scores_a: np.ndarray, scores_b: np.ndarray, k: int) -> float:
-    """|A ∩ B| / |A ∪ B| of the two top-k sets: 1 when both searches pick the same images."""
+def top_k_overlap(scores_a: np.ndarray, scores_b: np.ndarray, k: int) -> tuple[int, float]:
+    """Images in both top-k sets, and the Jaccard overlap |A ∩ B| / |A ∪ B| (1: the same images; NaN: none)."""
     a, b = _paired(scores_a, scores_b)
     top_a, top_b = set(top_k_indices(a, k).tolist()), set(top_k_indices(b, k).tolist())
     union = top_a | top_b
-    return len(top_a & top_b) / len(union) if union else float("nan")
+    return len(top_a & top_b), len(top_a & top_b) / len(union) if union else float("nan")
 
 
 def spearman(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
@@ -41,7 +33,7 @@ def spearman(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Agreement:
-    """How far two searches agree: rank correlation over all images, overlap of their top-k."""
+    """How far two searches agree, as the notebooks tabulate it: rank correlation, top-k overlaps."""
 
     images: int
     spearman: float
@@ -55,7 +47,7 @@ class Agreement:
 
 def agreement(scores_a: np.ndarray, scores_b: np.ndarray, ks: tuple[int, ...] = (5, 10, 20, 50)) -> Agreement:
     a, b = _paired(scores_a, scores_b)
-    return Agreement(len(a), spearman(a, b), {k: top_k_jaccard(a, b, k) for k in ks})
+    return Agreement(len(a), spearman(a, b), {k: top_k_overlap(a, b, k)[1] for k in ks})
 
 
 def _paired(scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vfs.analysis.rank_agreement import spearman, top_k_indices
+from vfs.analysis.rank_agreement import spearman, top_k_overlap
 from vfs.feature_search import FeatureSearch, ImageSource
 from vfs.similarity.exact import SearchResult
 from vfs.similarity.region import Region
@@ -101,13 +101,9 @@ class PairAgreement:
 
 def pair_agreement(results: Sequence[SetupResult], first: int, second: int, k: int) -> PairAgreement:
     _, a, b = aligned_scores(results[first], results[second])
-    both = np.isfinite(a) & np.isfinite(b)
-    a, b = a[both], b[both]
-    if not len(a):
-        return PairAgreement(first, second, 0, float("nan"), k, 0, float("nan"))
-    top_a, top_b = set(top_k_indices(a, k).tolist()), set(top_k_indices(b, k).tolist())
-    shared = len(top_a & top_b)
-    return PairAgreement(first, second, len(a), spearman(a, b), k, shared, shared / len(top_a | top_b))
+    images = int((np.isfinite(a) & np.isfinite(b)).sum())
+    shared, jaccard = top_k_overlap(a, b, k)
+    return PairAgreement(first, second, images, spearman(a, b), k, shared, jaccard)
 
 
 def agreements(results: Sequence[SetupResult], k: int) -> list[PairAgreement]:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vfs.analysis.rank_agreement import top_k_indices
 from vfs.cache.feature_cache import FeatureCache
 from vfs.features.geometry import window_to_box
 from vfs.similarity.exact import Match, SearchResult
+from vfs.similarity.ranking import top_k_indices
 
 
 @dataclass(frozen=True)

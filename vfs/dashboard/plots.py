@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 
 from vfs.analysis.dataset_map import ROOT, DatasetMap
 from vfs.analysis.labels import UNLABELLED, scores_by_label
-from vfs.analysis.rank_agreement import top_k_indices
 from vfs.dashboard.safe_text import as_plotly_text
+from vfs.similarity.ranking import top_k_indices
 
 #: With more labels than this, colours stop telling them apart: one colour is used instead.
 MAX_COLOURED_LABELS = 20

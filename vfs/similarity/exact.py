@@ -33,6 +33,7 @@ from vfs import _native
 from vfs.cache.feature_cache import FeatureCache
 from vfs.errors import MaskError, VfsError
 from vfs.features.geometry import Box, grid_bounds, window_to_box
+from vfs.similarity.ranking import top_k_indices
 
 if TYPE_CHECKING:
     import torch
@@ -373,16 +374,7 @@ def search(cache: FeatureCache, query: Query, top_k: int = 20, exclude: list[int
     ranked = scores.astype(np.float64)
     if exclude:
         ranked[np.asarray(exclude, dtype=np.int64)] = -np.inf
-    k = min(top_k, len(cache))
-    if k > 0:
-        candidates = np.argpartition(-ranked, k - 1)[:k] if k < len(ranked) else np.arange(len(ranked))
-        # ties at the cut-off: argpartition picks arbitrarily, so widen to every tied score
-        cutoff = ranked[candidates].min()
-        candidates = np.flatnonzero(ranked >= cutoff)
-        order = candidates[np.lexsort((candidates, -ranked[candidates]))][:k]
-        order = order[np.isfinite(ranked[order])]
-    else:
-        order = np.zeros(0, dtype=np.int64)
+    order = top_k_indices(ranked, top_k)
     matches = []
     for i in order:
         top, left = (int(v) for v in windows[i])

@@ -25,6 +25,7 @@ from vfs.cache.feature_cache import FeatureCache
 from vfs.errors import MaskError
 from vfs.features.geometry import Box, window_to_box
 from vfs.similarity.exact import Query, SearchResult, SimilarityBackend, search
+from vfs.similarity.ranking import top_k_indices
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,8 @@ def search_region_set(cache: FeatureCache, regions: Sequence[RegionQuery], top_k
     scores = combine_scores(np.stack([result.scores for result in searched]), negative, negative_weight)
     if exclude:
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
-    order = np.lexsort((np.arange(len(scores)), -scores))[:min(top_k, len(scores))]  # best first, then dataset order
     matches = []
-    for i in order[np.isfinite(scores[order])]:
+    for i in top_k_indices(scores, top_k):
         size = (int(cache.image_sizes[i, 0]), int(cache.image_sizes[i, 1]))
         boxes = [window_to_box(int(result.windows[i, 0]), int(result.windows[i, 1]), *result.window_shape,
                                size, cache.grid)

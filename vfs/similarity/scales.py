@@ -31,6 +31,7 @@ from vfs.cache.feature_cache import FeatureCache
 from vfs.errors import MaskError
 from vfs.features.geometry import window_to_box
 from vfs.similarity.exact import Match, Query, SearchResult, SimilarityBackend, search
+from vfs.similarity.ranking import top_k_indices
 
 #: What ``--scales multi`` and the dashboard's "any size" mean: half to twice the query's size.
 MULTI_SCALES = (0.5, 0.71, 1.0, 1.41, 2.0)
@@ -119,9 +120,8 @@ def search_scales(base: FeatureCache, levels: Sequence[tuple[ScaleLevel, Feature
     if exclude:
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
     h, w = query.window_shape
-    order = np.lexsort((np.arange(n), -scores))[:min(top_k, n)]
     matches = []
-    for i in order[np.isfinite(scores[order])]:
+    for i in top_k_indices(scores, top_k):
         top, left = (int(v) for v in windows[i])
         size = (int(base.image_sizes[i, 0]), int(base.image_sizes[i, 1]))
         grid = grids[float(image_scales[i])]
