@@ -8,7 +8,7 @@ multi-scale default, at a 14×14 and a 7×7 layer of lite0; so is label precisio
 boxes (the copies count as wrong labels), the query time, and each pyramid level's indexing time
 and cache size.
 
-``python -m bench.scales --data ../shared/datasets/imagenette-val [--record]``
+``python -m bench.scales --data ../shared/datasets/imagenette-val [--per-class N] [--record]``
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ def central_box(size: tuple[int, int]) -> tuple[float, float, float, float]:
     return width / 4, height / 4, 3 * width / 4, 3 * height / 4
 
 
-def build_dataset(source: Path, target: Path, classes: int = 10) -> list[tuple[str, dict[float, str]]]:
-    """Link every photo of ``source`` into ``target`` and paste the copies; (query, {factor: copy}) pairs."""
+def build_dataset(source: Path, target: Path, per_class: int | None,
+                  classes: int = 10) -> list[tuple[str, dict[float, str]]]:
+    """Link the photos of ``source`` (the first ``per_class`` of each class, or all) into ``target`` and paste
+    the copies; (query, {factor: copy}) pairs."""
     folders = sorted(p for p in source.iterdir() if p.is_dir())[:classes]
     for folder in sorted(p for p in source.iterdir() if p.is_dir()):
         (target / folder.name).mkdir(parents=True, exist_ok=True)
-        for photo in sorted(folder.iterdir()):
+        for photo in sorted(folder.iterdir())[:per_class]:
             link = target / folder.name / photo.name
             if photo.suffix.lower() in IMAGE_EXTENSIONS and not link.exists():
                 os.symlink(photo.resolve(), link)
@@ -78,13 +80,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/datasets/imagenette-val")
     parser.add_argument("--work", default="data/bench-scales", help="the linked dataset with its pasted copies")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="link only the first N photos of each class (the pyramid costs 7.75× the base index)")
     parser.add_argument("--cache-dir", default="data/cache")
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args()
 
     target = Path(args.work)
-    pairs = build_dataset(Path(args.data), target)
+    pairs = build_dataset(Path(args.data), target, args.per_class)
     report: dict = {"images": None, "scales": list(MULTI_SCALES), "layers": {}}
     for layer in args.layers.split(","):
         fs = FeatureSearch(target, layer=layer, cache_dir=args.cache_dir)
