@@ -25,8 +25,8 @@ from vfs.errors import CacheError
 LAYER, GRID = "blocks.4", 4  # 112×14×14 pooled to 4×4: fast and still spatial
 
 
-def index(photo_dir: Path, cache_dir: Path, model, **kwargs):
-    return build_index(photo_dir, model, LAYER, GRID, cache_dir, batch_size=4, **kwargs)
+def index(photo_dir: Path, cache_dir: Path, model, batch_size: int = 4, **kwargs):
+    return build_index(photo_dir, model, LAYER, GRID, cache_dir, batch_size=batch_size, **kwargs)
 
 
 def snapshot(cache_path: Path) -> dict[str, np.ndarray]:
@@ -216,3 +216,22 @@ def test_cancelling_keeps_completed_shards(tmp_path, lite0, photo_dir):
     assert resumed.indexed == 5 and resumed.images == 9
     store = ShardStore.open(summary.cache_dir, FeatureCache.open(summary.cache_dir).spec)
     assert not store.problems
+
+
+def test_cancelling_mid_shard_keeps_the_finished_images(tmp_path, lite0, photo_dir):
+    cancel = threading.Event()
+
+    def progress(p):
+        if p.done >= 4:
+            cancel.set()
+
+    summary = index(photo_dir, tmp_path / "cache", lite0, batch_size=2, progress=progress, cancel=cancel)
+    assert summary.cancelled and summary.indexed == summary.images == 4  # the shard was not full: kept anyway
+    resumed = index(photo_dir, tmp_path / "cache", lite0, batch_size=2)
+    assert resumed.indexed == 5 and resumed.images == 9
+    whole = index(photo_dir, tmp_path / "uninterrupted", lite0, batch_size=2)
+    cancelled, uninterrupted = FeatureCache.open(resumed.cache_dir), FeatureCache.open(whole.cache_dir)
+    assert sorted(cancelled.paths) == sorted(uninterrupted.paths)
+    for path in uninterrupted.paths:
+        np.testing.assert_array_equal(cancelled.features(cancelled.index_of(path)),
+                                      uninterrupted.features(uninterrupted.index_of(path)))

@@ -4,6 +4,7 @@ Images are processed in path order and cut into shards of :data:`SHARD_IMAGES` i
 images that are new or changed (size or mtime) are extracted; rows of removed or changed images
 are dropped. A run killed at any point resumes from its last completed shard and, because the
 pending images and shard boundaries are the same, ends with the same rows as an uninterrupted run.
+A cancelled run writes the images it finished as a shorter shard, so cancelling loses no work.
 
 Extraction itself is an engine of :mod:`vfs.features.extraction` (``local`` or ``ray``), picked
 by name. Every engine receives the same pending list and returns results in its order; shards
@@ -118,6 +119,11 @@ def build_index(data: str | Path, model: FeatureModel, layer: str | LayerInfo, g
             rows, skipped = ShardRows(), []
             for position, (entry, result) in enumerate(results, start=1):
                 if cancel is not None and cancel.is_set():
+                    # a cancelled build keeps what it finished: the partial shard is written too (a later build
+                    # resumes after it; only a killed build, which cannot write, loses its unfinished shard)
+                    if rows.paths or skipped:
+                        store.append(rows, skipped)
+                        summary.indexed += len(rows)
                     summary.cancelled = True
                     break
                 if isinstance(result, ImageError):

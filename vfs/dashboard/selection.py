@@ -18,6 +18,9 @@ from vfs.errors import DatasetError
 from vfs.feature_search import FeatureSearch
 from vfs.features.models import FeatureModel, LayerInfo
 
+#: Images per model batch of a dashboard build: Cancel waits for the batch in flight, under a second on a CPU.
+BUILD_BATCH = 8
+
 
 def resolve_dataset(text: str | Path) -> Path:
     """Any existing folder (a local dashboard; a deployment confines this, see :mod:`vfs.dashboard.deployment`)."""
@@ -91,7 +94,7 @@ class Selection:
 
     def build(self, progress: Callable[[Progress], None], cancel: threading.Event) -> IndexSummary:
         """Create or update the cache (the background job's work)."""
-        return build_index(self.root, self.model, self.layer, self.grid, self.cache_dir,
+        return build_index(self.root, self.model, self.layer, self.grid, self.cache_dir, batch_size=BUILD_BATCH,
                            progress=progress, cancel=cancel)
 
     def feature_search(self) -> FeatureSearch:
