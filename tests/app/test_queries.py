@@ -36,7 +36,7 @@ def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashb
     build.click().run()
 
     def searched_every_size(app) -> bool:
-        shown = app.session_state["last_search"] if "last_search" in app.session_state else None
+        shown = app.session_state["last_search"] if "last_search" in app.session_state else None  # noqa: SIM401 - AppTest's session state has no get()
         return shown is not None and shown.key[-1] != (1.0,)
 
     run_until(app, searched_every_size, timeout=240)
