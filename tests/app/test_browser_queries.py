@@ -36,6 +36,7 @@ def stroke(page, canvas, start: tuple[float, float], end: tuple[float, float]) -
         y = start[1] + (end[1] - start[1]) * step / 12
         page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
     page.mouse.up()
+    page.wait_for_timeout(1500)  # the canvas reports the stroke a moment after the mouse is released
 
 
 @pytest.mark.parametrize("width", [1000, 1400])
@@ -59,7 +60,10 @@ def test_two_strokes_added_to_the_query_search_as_a_set(constructed_case, browse
         stroke(page, canvas, (300, 300), (400, 400))
         page.wait_for_function(APP_IDLE_JS, timeout=60_000)
         page.get_by_role("button", name="Add to query (like this)").click()
-        page.get_by_text("The query's regions (2)").first.wait_for(timeout=60_000)
+        try:
+            page.get_by_text("The query's regions (2)").first.wait_for(timeout=60_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / f"browser-region-set-added-{width}.png"), full_page=True)
         gallery = page.locator(".st-key-set_gallery [data-testid='stImageCaption']")
         gallery.first.wait_for(timeout=60_000)
         page.wait_for_function(APP_IDLE_JS, timeout=60_000)
