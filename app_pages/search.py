@@ -324,7 +324,7 @@ def workspace(current: Selection) -> None:
         clear_column.button("Clear", key="clear", on_click=clear_drawing, width="stretch")
         caption_column.caption(f"{as_markdown_text(query.name)} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
                                "for; releasing the mouse searches.")
-        queries_panel.set_controls(current, query, region)
+        queries_panel.set_controls(current, query, region, clear_drawing)
         if region is not None:
             displayed = Image.open(io.BytesIO(background))
             st.image(jpeg_bytes(region_picture(displayed, region.grid_weights(image_size, current.grid))), width=220,

@@ -7,6 +7,7 @@ Wiring only: the logic is :mod:`vfs.dashboard.queries`.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +129,9 @@ def region_set() -> tuple[SetRegion, ...]:
     return st.session_state.get(REGION_SET_KEY, ())
 
 
-def _add(query: QueryImage, region: Region, negative: bool) -> None:
+def _add(query: QueryImage, region: Region, negative: bool, clear_canvas: Callable[[], None]) -> None:
     st.session_state[REGION_SET_KEY] = add_region(region_set(), SetRegion(query, region, negative))
+    clear_canvas()  # the next drawing is a new region, not this one grown
 
 
 def _remove(key: str) -> None:
@@ -140,14 +142,15 @@ def _clear_set() -> None:
     st.session_state[REGION_SET_KEY] = ()
 
 
-def set_controls(current: Selection, query: QueryImage, region: Region | None) -> None:
+def set_controls(current: Selection, query: QueryImage, region: Region | None,
+                 clear_canvas: Callable[[], None]) -> None:
     """Under the canvas: add the drawn region to the query set, and the set's regions, each removable."""
     add_column, negative_column = st.columns(2)
     add_column.button("Add to query (like this)", key="add_region", disabled=region is None, width="stretch",
-                      on_click=_add, args=(query, region, False),
+                      on_click=_add, args=(query, region, False, clear_canvas),
                       help="Keep this region in the query and draw another: results must resemble every region kept")
     negative_column.button("Add as negative (not like this)", key="add_negative", disabled=region is None,
-                           width="stretch", on_click=_add, args=(query, region, True),
+                           width="stretch", on_click=_add, args=(query, region, True, clear_canvas),
                            help="Results resembling this region are pushed down")
     regions = region_set()
     if not regions:
