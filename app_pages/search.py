@@ -10,12 +10,13 @@ from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 from streamlit_drawable_canvas import st_canvas
 
-from app_pages.shared import common, labels_panel, result_filters
+from app_pages.shared import common, labels_panel, queries_panel, result_filters
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.canvas import SEED_COLOUR, CanvasFit, canvas_size, drawing_to_region, region_objects
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import score_distribution
+from vfs.dashboard.queries import scale_caption
 from vfs.dashboard.query_images import QueryImage, filter_paths, keep_upload, link_query, load_upload, page_of
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import (
@@ -53,7 +54,8 @@ def choose_query(query: QueryImage) -> None:
 def search_from(match: Match, grid: int) -> None:
     """Make the match's image the query, with its matched window as the region."""
     choose_query(QueryImage.from_dataset(match.path))
-    st.session_state["seed_region"] = window_region(match, grid)
+    # a match found at another size has its window on its level's grid: its pixel box is the region
+    st.session_state["seed_region"] = window_region(match, grid) if match.scale == 1.0 else Region.from_box(match.box)
 
 
 def choose_random(paths: list[str]) -> None:
@@ -174,14 +176,14 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
 
 
 def searched(search: FeatureSearch, current: Selection, query: QueryImage, region: Region, top_k: int,
-             exclude: bool, approximate: bool) -> ShownSearch:
+             exclude: bool, approximate: bool, scales: tuple[float, ...] = (1.0,)) -> ShownSearch:
     """Run the search unless the same one ran last."""
     key = (str(current.cache_path), manifest_token(current.cache_path), query.key, region.token, top_k, exclude,
-           approximate)
+           approximate, scales)
     last: ShownSearch | None = st.session_state.get("last_search")
     if last is not None and last.key == key:
         return last
-    outcome = run_search(search, current.root, query, region, top_k, exclude, approximate)
+    outcome = run_search(search, current.root, query, region, top_k, exclude, approximate, scales)
     matches = outcome.result.matches
     thumbnails = match_jpegs([(current.root / m.path, m.box) for m in matches], THUMBNAIL_SIDE)
     shown = ShownSearch(key, outcome, st.session_state.get("searches", 0) + 1, thumbnails)
@@ -190,10 +192,30 @@ def searched(search: FeatureSearch, current: Selection, query: QueryImage, regio
     return shown
 
 
+def show_scaled_match(current: Selection, search: FeatureSearch, rank: int, match: Match) -> None:
+    """A match found at another size: its window is on its pyramid level's grid, so the base grid's heatmap and
+    unit explanations do not apply; the pixel box does."""
+    picture, full_size = load_preview(current.root / match.path, 720)
+    st.image(jpeg_bytes(match_picture(picture, match.box, full_size)), caption="Best window", width="stretch")
+    x0, y0, x1, y1 = match.box
+    st.markdown(f"**{rank}. {as_markdown_text(match.path)}** · label "
+                f"{as_markdown_text(search.label_name(match.label) or '—')} · score **{match.score:.4f}** · "
+                f"found at {as_markdown_text(scale_caption(match.scale))}  \n"
+                f"pixels ({x0:.0f}, {y0:.0f}) to ({x1:.0f}, {y1:.0f}) of {full_size[0]}×{full_size[1]}")
+    st.caption("The heatmap of every window position and the unit explanations are for matches at the size "
+               "drawn; this one was found on another size's grid.")
+    if st.button("Search from this image", key="dialog-requery", help="Its matched box becomes the region"):
+        search_from(match, current.grid)
+        st.rerun()
+
+
 @st.dialog("Match", width="large")
 def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome, rank: int, match: Match) -> None:
     from app_pages.shared import units_panel  # the dialog's explanations (attribution, units) live there
 
+    if match.scale != 1.0:
+        show_scaled_match(current, search, rank, match)
+        return
     scores = window_heatmap(search, current.root, outcome.query, outcome.region, match.index)
     picture, full_size = load_preview(current.root / match.path, 720)
     best, heat, why = st.columns(3)
@@ -225,6 +247,7 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                     break
                 rank, match = start + offset + 1, matches[start + offset]
                 label = f" · {as_markdown_text(search.label_name(match.label))}" if match.label else ""
+                label += f" · {scale_caption(match.scale)}" if match.scale != 1.0 else ""
                 with column:
                     st.image(shown.thumbnails[rank - 1], width="stretch",
                              caption=f"{rank}. {match.score:.3f}{label} · {as_markdown_text(match.path.rsplit('/', 1)[-1])}")
@@ -301,6 +324,7 @@ def workspace(current: Selection) -> None:
         clear_column.button("Clear", key="clear", on_click=clear_drawing, width="stretch")
         caption_column.caption(f"{as_markdown_text(query.name)} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
                                "for; releasing the mouse searches.")
+        queries_panel.set_controls(current, query, region, clear_drawing)
         if region is not None:
             displayed = Image.open(io.BytesIO(background))
             st.image(jpeg_bytes(region_picture(displayed, region.grid_weights(image_size, current.grid))), width=220,
@@ -311,13 +335,19 @@ def workspace(current: Selection) -> None:
         top_k = k_column.slider("Results (k)", 1, MAX_TOP_K, key="top_k")
         exclude = exclude_column.toggle("Exclude the query image", key="exclude_query")
         approximate = approximate_toggle(search, exclude_column)
+        any_size = queries_panel.size_toggle(k_column)
         common.write_link(current, query, region, top_k, exclude, approximate,
-                          st.session_state.get(result_filters.LABELS_KEY))
+                          st.session_state.get(result_filters.LABELS_KEY), any_size,
+                          queries_panel.shared_regions())
+        if queries_panel.set_results(current, search, top_k, exclude):
+            return
+        scales = queries_panel.search_scales(current, search, any_size)
         if region is None:
             st.info("Draw on the query image (brush or rectangle) to search.")
             return
         try:
-            shown = searched(search, current, query, region, top_k, exclude, bool(approximate))
+            shown = searched(search, current, query, region, top_k, exclude, bool(approximate) and scales == (1.0,),
+                             scales)
         except VfsError as exc:
             st.error(as_markdown_text(exc))
             return
@@ -327,6 +357,7 @@ def workspace(current: Selection) -> None:
             st.info("No image to show (is the query the only image?).")
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
+        queries_panel.modes_section(current, search, shown)
         if shown.figure is None:
             shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
                                               result.matches[-1].score)
@@ -346,6 +377,7 @@ def page() -> None:
         st.error(f"No images in {as_markdown_text(display_path(current.root))} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
         return
     query = ensure_query(current, paths)
+    queries_panel.take_linked_set(current, paths)
     common.show_link_problems()
     st.caption(as_markdown_text(current.describe()))
     if not cache_ready(current, paths):

@@ -18,6 +18,7 @@ from vfs.features.geometry import Box
 from vfs.features.images import DEFAULT_MAX_PIXELS, load_image
 
 MATCH_COLOUR = (255, 72, 0)
+NEGATIVE_COLOUR = (30, 110, 255)
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # the EXIF orientations that swap width and height
 #: Brightness kept outside the matched window.
@@ -66,6 +67,44 @@ def match_picture(image: Image.Image, box: Box | tuple[float, float, float, floa
     dimmed.paste(image.crop(inside), inside[:2])
     ImageDraw.Draw(dimmed).rectangle((x0, y0, x1 - 1, y1 - 1), outline=MATCH_COLOUR, width=outline)
     return dimmed
+
+
+def boxes_picture(image: Image.Image, boxes: Sequence[Box | tuple[float, float, float, float]],
+                  full_size: tuple[int, int], outline: int = 3) -> Image.Image:
+    """``image`` with everything outside every box dimmed and each box outlined: a region set's match, where
+    each region to look for was found."""
+    dimmed = Image.eval(image, lambda v: int(v * DIM))
+    scaled = [_scaled_box(box, full_size, image) for box in boxes]
+    for x0, y0, x1, y1 in scaled:
+        inside = (round(x0), round(y0), round(x1), round(y1))
+        dimmed.paste(image.crop(inside), inside[:2])
+    draw = ImageDraw.Draw(dimmed)
+    for x0, y0, x1, y1 in scaled:
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=MATCH_COLOUR, width=outline)
+    return dimmed
+
+
+def boxes_jpegs(matches: Sequence[tuple[str | Path, Sequence[Box | tuple[float, float, float, float]]]],
+                max_side: int, workers: int = 4) -> list[bytes]:
+    """JPEG thumbnails of (image path, boxes) pairs (:func:`boxes_picture`), decoded in parallel threads."""
+    def thumbnail(match: tuple[str | Path, Sequence[Box | tuple[float, float, float, float]]]) -> bytes:
+        path, boxes = match
+        image, full_size = load_preview(path, max_side)
+        return jpeg_bytes(boxes_picture(image, boxes, full_size))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vfs-thumbnail") as pool:
+        return list(pool.map(thumbnail, matches))
+
+
+def set_region_picture(image: Image.Image, grid_weights: np.ndarray, negative: bool) -> Image.Image:
+    """A region of a region set: its cells tinted (:func:`region_picture`), a negative one framed in blue with a
+    diagonal, so "not like this" reads at a glance even in a small picture."""
+    picture = region_picture(image, grid_weights)
+    if negative:
+        draw = ImageDraw.Draw(picture)
+        draw.rectangle((0, 0, picture.width - 1, picture.height - 1), outline=NEGATIVE_COLOUR, width=6)
+        draw.line((0, 0, picture.width, picture.height), fill=NEGATIVE_COLOUR, width=4)
+    return picture
 
 
 def match_jpegs(matches: Sequence[tuple[str | Path, Box | tuple[float, float, float, float]]], max_side: int,

@@ -192,7 +192,7 @@ def selection() -> Selection | None:
 
 #: Widget values the user chose that outlive the pages showing them: Streamlit forgets a widget's value in a run
 #: that does not draw it (another page, a cache still missing), and the sidebar's per-model layer and grid pickers.
-SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter")
+SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size")
 _PICKER_PREFIXES = ("layer:", "grid:")
 
 
@@ -207,15 +207,19 @@ def read_link_once() -> None:
     """Apply the URL's parameters when a session starts; later runs own the URL."""
     if "link" in st.session_state:
         return
-    shared, problems = from_params(st.query_params.to_dict())
+    params: dict[str, str | list[str]] = dict(st.query_params.to_dict())
+    if "r" in st.query_params:  # a region set repeats r=, which to_dict() cuts to its last value
+        params["r"] = st.query_params.get_all("r")
+    shared, problems = from_params(params)
     st.session_state["link"] = shared
     st.session_state["link_problems"] = [str(problem) for problem in problems]
     st.session_state["link_layer_pending"] = shared.layer is not None
     st.session_state["link_query_pending"] = shared.query is not None or shared.upload is not None
     st.session_state["link_approximate_pending"] = shared.approximate is not None
+    st.session_state["link_set_pending"] = bool(shared.regions)
     for key, value in (("dataset_text", shared.dataset), ("model_name", shared.model),
                        ("top_k", shared.top_k), ("exclude_query", shared.exclude_query),
-                       ("approximate", shared.approximate),
+                       ("approximate", shared.approximate), ("any_size", shared.any_size),
                        ("label_filter", None if shared.labels is None else list(shared.labels))):
         if value is not None:
             st.session_state[key] = value
@@ -233,15 +237,18 @@ def show_link_problems() -> None:
 
 
 def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool,
-               approximate: bool | None = None, labels: list[str] | None = None) -> None:
+               approximate: bool | None = None, labels: list[str] | None = None, any_size: bool | None = None,
+               regions: tuple | None = None) -> None:
     """Put the search on screen into the URL; an upload that is not kept on the server is left out."""
     params = to_params(SharedSearch(
         # the picker's name, which for a deployment's weights file is not the architecture's
         dataset=display_path(current.root), model=st.session_state.get("model_name") or current.model.name,
         layer=current.layer.name, grid=current.grid,
         query=query.dataset_path, upload=query.upload_id, region=region if query.shareable else None, top_k=top_k,
-        exclude_query=exclude_query, approximate=approximate, labels=tuple(labels) if labels else None))
-    if params != st.query_params.to_dict():
+        exclude_query=exclude_query, approximate=approximate, labels=tuple(labels) if labels else None,
+        any_size=any_size or None, regions=regions))
+    shown = {**st.query_params.to_dict(), **({"r": st.query_params.get_all("r")} if "r" in st.query_params else {})}
+    if params != shown:
         st.query_params.from_dict(params)
 
 

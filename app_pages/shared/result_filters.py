@@ -92,9 +92,17 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
         if chosen:
             allowed &= label_rows(search.named_labels, chosen)
             described.append("labelled " + " or ".join(chosen))
-    if subset is None and not chosen:
+    from app_pages.shared.queries_panel import chosen_mode  # the modes section sits under the gallery
+
+    mode = chosen_mode(shown, len(cache))
+    if mode is not None:
+        allowed &= mode[1]
+        described.append(mode[0])
+        st.info(f"Showing only {as_markdown_text(mode[0])} of the top matches (chosen under the gallery).",
+                icon=":material/filter_alt:")
+    if subset is None and not chosen and mode is None:
         return shown
-    view = common.remembered(_VIEW_KEY, (shown.number, subset, tuple(chosen)),
+    view = common.remembered(_VIEW_KEY, (shown.number, subset, tuple(chosen), None if mode is None else mode[0]),
                              lambda: _filtered(current, cache, shown, allowed, thumbnail_side))
     if not view.outcome.result.matches:
         st.info(f"No image is {as_markdown_text(' and '.join(described))}.")

@@ -258,3 +258,15 @@ def test_payload_and_gallery_show_each_match(indexed):
     html = shown._repr_html_()
     assert html.count("<img ") == 4 and "a &lt;b&gt;" in html and "#1 1.000 · animals" in html
     assert repr(shown).startswith("Gallery('a <b>': query, #1 1.000")
+
+
+def test_scales_search_other_sizes_and_captions_name_them(indexed):
+    indexed.scale_level(2.0).index()
+    w = SearchWidget(indexed, query="animals/chelsea.png", top_k=6, scales=(1.0, 2.0))
+    w.box = (100, 50, 300, 250)
+    expected = indexed.search(w.query, box=(100, 50, 300, 250), top_k=6, scales=(1.0, 2.0))
+    assert [(m.path, m.scale) for m in w.results] == [(m.path, m.scale) for m in expected.matches]
+    for payload, match in zip(w._matches, w.results):
+        assert payload["caption"].endswith("2× size") == (match.scale == 2.0)
+    w.scales = (1.0,)
+    assert all(match.scale == 1.0 for match in w.results)

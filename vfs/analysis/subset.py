@@ -17,6 +17,7 @@ from vfs.cache.feature_cache import FeatureCache
 from vfs.features.geometry import window_to_box
 from vfs.similarity.exact import Match, SearchResult
 from vfs.similarity.ranking import top_k_indices
+from vfs.similarity.scales import ScaledSearchResult
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,15 @@ def top_matches(result: SearchResult, cache: FeatureCache, allowed: np.ndarray, 
         raise ValueError(f"A mask of {allowed.shape} images for a search of {result.scores.shape}.")
     scores = np.where(allowed, result.scores.astype(np.float64), -np.inf)
     h, w = result.window_shape
+    # a multi-size search's windows lie on the grid of each image's level, not the base's
+    scaled = isinstance(result, ScaledSearchResult) and result.image_scales is not None and result.level_grids
     matches = []
     for row in top_k_indices(scores, k):
         top, left = (int(v) for v in result.windows[row])
         size = (int(cache.image_sizes[row, 0]), int(cache.image_sizes[row, 1]))
+        scale = float(result.image_scales[row]) if scaled else 1.0  # type: ignore[union-attr]
+        grid = result.level_grids[scale] if scaled else cache.grid  # type: ignore[union-attr,index]
         matches.append(Match(int(row), cache.paths[row], cache.labels[row], float(result.scores[row]),
-                             window_to_box(top, left, h, w, size, cache.grid), (top, left, h, w)))
+                             window_to_box(top, left, h, w, size, grid), (top, left, h, w), scale))
     return matches
 

@@ -6,7 +6,10 @@ image, relative to the dataset folder) or ``u`` (an uploaded query image kept on
 or ``mask=G.<base64url>`` (the G×G cell weights, one byte each, zlib-compressed), ``k`` (results)
 ``x`` (``1`` leaves the query image out of the results), ``a`` (``1``: the approximate search of
 the cache's shortlist) and ``labels`` (the gallery's label filter, comma-separated; a label with a
-comma in its name cannot be named, so it is left out).
+comma in its name cannot be named, so it is left out), ``sc`` (``multi``: objects of any size, ½ to 2× the
+region's; ``1``: as drawn) and ``r`` (repeated, one per region of a region set: ``p`` or ``n`` for a
+region to look for or a negative, then ``box:x0,y0,x1,y1`` or ``mask:G.<data>``, ``@``, and the
+image as ``q:<path>`` or ``u:<upload id>``; at most :data:`MAX_SET_REGIONS`).
 
 Decoding never raises for a bad parameter: it keeps what is valid and reports each problem
 as a :class:`ShareError` message meant for the person who opened the link.
@@ -35,6 +38,9 @@ _MAX_TEXT = 500
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")
 
 
+MAX_SET_REGIONS = 8
+
+
 class ShareError(VfsError):
     """A link parameter that is malformed or no longer fits the data."""
 
@@ -52,6 +58,18 @@ class SharedSearch:
     exclude_query: bool | None = None
     approximate: bool | None = None
     labels: tuple[str, ...] | None = None  # the gallery shows only images with these labels
+    any_size: bool | None = None  # search every scale of MULTI_SCALES (sc=multi) or the drawn size (sc=1)
+    regions: tuple[SharedRegion, ...] | None = None  # a region set (r=), each from its own image
+
+
+@dataclass(frozen=True)
+class SharedRegion:
+    """One region of a linked region set: exactly one of ``query`` (dataset path) or ``upload`` (upload id)."""
+
+    region: Region
+    negative: bool = False
+    query: str | None = None
+    upload: str | None = None
 
 
 def encode_mask(grid_mask: np.ndarray) -> str:
@@ -131,9 +149,56 @@ def _labels(value: str) -> tuple[str, ...]:
     return labels
 
 
-def to_params(state: SharedSearch) -> dict[str, str]:
-    """The URL parameters of ``state`` (unset fields are left out)."""
-    params: dict[str, str] = {}
+def _region_text(region: Region) -> str:
+    if region.box is not None:
+        return "box:" + ",".join(str(v) for v in region.box)
+    assert region.grid_mask is not None
+    return "mask:" + encode_mask(region.grid_mask)
+
+
+def encode_set_region(shared: SharedRegion) -> str:
+    source = f"q:{shared.query}" if shared.query is not None else f"u:{shared.upload}"
+    return f"{'n' if shared.negative else 'p'}{_region_text(shared.region)}@{source}"
+
+
+def decode_set_region(value: str) -> SharedRegion:
+    """One ``r=`` value; the region part never holds ``@`` (digits, commas, base64url), so the first ``@`` ends it."""
+    shown = value[:60]
+    sign, body = value[:1], value[1:]
+    region_text, at, source = body.partition("@")
+    if sign not in ("p", "n") or not at:
+        raise ShareError(f"r={shown!r} must be p or n, a box: or mask: region, @ and q:<image> or u:<upload>.")
+    kind, _, data = region_text.partition(":")
+    if kind == "box":
+        region = _box(data)
+    elif kind == "mask":
+        region = Region(grid_mask=decode_mask(data))
+    else:
+        raise ShareError(f"r={shown!r}: the region must start with box: or mask:.")
+    source_kind, _, reference = source.partition(":")
+    if source_kind == "q":
+        return SharedRegion(region, sign == "n", query=_query_path(reference))
+    if source_kind == "u":
+        return SharedRegion(region, sign == "n", upload=_upload(reference))
+    raise ShareError(f"r={shown!r}: the image must be q:<path in the dataset> or u:<upload id>.")
+
+
+def _set_regions(values: list[str]) -> tuple[tuple[SharedRegion, ...], list[ShareError]]:
+    regions, problems = [], []
+    for value in values[:MAX_SET_REGIONS]:
+        try:
+            regions.append(decode_set_region(value))
+        except ShareError as exc:
+            problems.append(exc)
+    if len(values) > MAX_SET_REGIONS:
+        problems.append(ShareError(f"The link names {len(values)} regions (r=); only the first {MAX_SET_REGIONS} "
+                                   "are used."))
+    return tuple(regions), problems
+
+
+def to_params(state: SharedSearch) -> dict[str, str | list[str]]:
+    """The URL parameters of ``state`` (unset fields are left out); ``r`` is a list (a repeated parameter)."""
+    params: dict[str, str | list[str]] = {}
     for name, value in (("data", state.dataset), ("model", state.model), ("layer", state.layer),
                         ("grid", state.grid), ("q", state.query), ("u", state.upload), ("k", state.top_k)):
         if value is not None:
@@ -148,12 +213,17 @@ def to_params(state: SharedSearch) -> dict[str, str]:
         params["box"] = ",".join(str(v) for v in state.region.box)
     elif state.region is not None and state.region.grid_mask is not None:
         params["mask"] = encode_mask(state.region.grid_mask)
+    if state.any_size is not None:
+        params["sc"] = "multi" if state.any_size else "1"
+    if state.regions:
+        params["r"] = [encode_set_region(region) for region in state.regions[:MAX_SET_REGIONS]]
     return params
 
 
 def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, list[ShareError]]:
-    """What a link asks for, and one error per parameter that could not be used."""
-    values = {name: _last(value) for name, value in params.items()}
+    """What a link asks for, and one error per parameter that could not be used (``r`` may repeat: pass its
+    values as a list)."""
+    values = {name: _last(value) for name, value in params.items() if not isinstance(value, list) or value}
     problems: list[ShareError] = []
     fields: dict[str, object] = {}
 
@@ -187,6 +257,15 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
     else:
         take("region", "box", _box)
         take("region", "mask", lambda v: Region(grid_mask=decode_mask(v)))
+    if "sc" in values:
+        if values["sc"] in ("multi", "1"):
+            fields["any_size"] = values["sc"] == "multi"
+        else:
+            problems.append(ShareError(f"sc={values['sc'][:20]!r} must be multi (any size) or 1 (as drawn)."))
+    if "r" in values:
+        raw = params["r"]
+        fields["regions"], region_problems = _set_regions(raw if isinstance(raw, list) else [raw])
+        problems += region_problems
     if "region" in fields and "query" not in fields and "upload" not in fields:
         problems.append(ShareError("The link has a region but no usable query image (q= or u=); "
                                    "the region is ignored."))

@@ -45,9 +45,12 @@ class ShownSearch:
 
 
 def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
-               exclude_query: bool, approximate: bool = False) -> SearchOutcome:
+               exclude_query: bool, approximate: bool = False, scales: tuple[float, ...] = (1.0,)) -> SearchOutcome:
+    """``scales`` other than (1,): objects of those sizes too (every level must be indexed; exact search only)."""
     started = time.perf_counter()
-    result = search.search(query.source(root), top_k=top_k, exclude_query=exclude_query, approximate=approximate,
+    sizes = {} if scales == (1.0,) else {"scales": scales}
+    result = search.search(query.source(root), top_k=top_k, exclude_query=exclude_query,
+                           approximate=approximate and not sizes, **sizes,
                            **region.search_arguments(search.grid))  # type: ignore[arg-type]
     return SearchOutcome(result, query, region, time.perf_counter() - started)
 

@@ -71,7 +71,8 @@ class Gallery:
 
 
 def match_caption(rank: int, match: Match, label_names: LabelNames = NO_NAMES) -> str:
-    return f"#{rank} {match.score:.3f}" + (f" · {label_names.name(match.label)}" if match.label else "")
+    size = f" · {match.scale:g}× size" if match.scale != 1.0 else ""  # found larger or smaller than the query's
+    return f"#{rank} {match.score:.3f}" + (f" · {label_names.name(match.label)}" if match.label else "") + size
 
 
 def gallery(matches: Sequence[Match], root: str | Path, side: int = THUMB_SIDE, title: str = "",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,9 @@ class SearchWidget(anywidget.AnyWidget):
     brush_size = traitlets.Int(28).tag(sync=True)  # display pixels
 
     def __init__(self, feature_search: FeatureSearch, query: str | Path | None = None, top_k: int = 8,
-                 exclude_query: bool = False, **kwargs: Any):
+                 exclude_query: bool = False, scales: Sequence[float] = (1.0,), **kwargs: Any):
         self.feature_search = feature_search
+        self._scales = tuple(float(s) for s in scales)
         self._query: Path | None = None
         self._query_size: tuple[int, int] = (0, 0)
         self._drawn: DrawnRegion | None = None
@@ -268,6 +270,16 @@ class SearchWidget(anywidget.AnyWidget):
     @box.setter
     def box(self, box: Box | tuple[float, float, float, float] | None) -> None:
         self._set_region(None if box is None else DrawnRegion.from_box(box, self._query_size))
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """The object sizes searched, relative to the region's (``MULTI_SCALES``: ½ to 2×); each level must be indexed."""
+        return self._scales
+
+    @scales.setter
+    def scales(self, scales: Sequence[float]) -> None:
+        self._scales = tuple(float(s) for s in scales)
+        self._search()
 
     @property
     def results(self) -> list[Match]:
@@ -327,7 +339,9 @@ class SearchWidget(anywidget.AnyWidget):
             return
         try:
             result = self.feature_search.search(self._query, top_k=max(1, self.top_k),
-                                                exclude_query=self.exclude_query, **self._drawn.search_arguments())
+                                                exclude_query=self.exclude_query,
+                                                **({} if self._scales == (1.0,) else {"scales": self._scales}),
+                                                **self._drawn.search_arguments())
             payload = match_payload(result.matches, self.feature_search.data,
                                     label_names=self.feature_search.label_names)
         except (VfsError, ValueError, OSError) as exc:
@@ -356,12 +370,15 @@ class SearchWidget(anywidget.AnyWidget):
 
 
 def widget(data: str | Path | FeatureSearch, query: str | Path | None = None, *, top_k: int = 8,
-           exclude_query: bool = False, index: bool = True, **options: Any) -> SearchWidget:
+           exclude_query: bool = False, index: bool = True, scales: Sequence[float] = (1.0,),
+           **options: Any) -> SearchWidget:
     """The search as a notebook widget over ``data`` (a dataset folder or a :class:`FeatureSearch`).
 
     ``options`` are those of :class:`FeatureSearch` (``model``, ``layer``, ``grid``, ``weights``,
     ``cache_dir``, ...). With ``index`` the cache is brought up to date first (only new or changed
-    images are extracted). ``query`` defaults to the dataset's first image.
+    images are extracted), with the image-pyramid level of every one of ``scales`` (e.g.
+    :data:`~vfs.similarity.scales.MULTI_SCALES`: objects half to twice the region's size; level 0.5 costs four
+    times the base's indexing). ``query`` defaults to the dataset's first image.
     """
     if isinstance(data, FeatureSearch):
         if options:
@@ -371,4 +388,7 @@ def widget(data: str | Path | FeatureSearch, query: str | Path | None = None, *,
         feature_search = FeatureSearch(data, **options)
     if index:
         feature_search.index()
-    return SearchWidget(feature_search, query=query, top_k=top_k, exclude_query=exclude_query)
+        for scale in scales:
+            if scale != 1.0:
+                feature_search.scale_level(scale).index()
+    return SearchWidget(feature_search, query=query, top_k=top_k, exclude_query=exclude_query, scales=scales)

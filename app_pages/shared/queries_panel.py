@@ -1,0 +1,295 @@
+"""The Search page's controls for queries beyond one region at one size (docs/queries.md): the object-size
+toggle and its pyramid levels, the region set ("like these, not like that") and the modes of the matches.
+
+Wiring only: the logic is :mod:`vfs.dashboard.queries`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from app_pages.shared import common
+from vfs.analysis.match_modes import MatchMode, match_modes
+from vfs.analysis.subset import top_matches
+from vfs.cache.catalog import manifest_token
+from vfs.dashboard.indexing_jobs import JobState
+from vfs.dashboard.links import SharedRegion, SharedSearch
+from vfs.dashboard.queries import (
+    MODE_MATCHES,
+    MissingLevel,
+    SetOutcome,
+    SetRegion,
+    add_region,
+    describe_mode,
+    describe_set_search,
+    missing_levels,
+    mode_rows,
+    modes_problem,
+    remove_region,
+    run_region_set,
+    scales_for,
+    searches_as_set,
+    set_problem,
+    total_cost,
+)
+from vfs.dashboard.query_images import QueryImage, link_query
+from vfs.dashboard.safe_text import as_markdown_text
+from vfs.dashboard.searching import ShownSearch
+from vfs.dashboard.selection import Selection
+from vfs.errors import VfsError
+from vfs.feature_search import FeatureSearch
+from vfs.pictures import boxes_jpegs, jpeg_bytes, match_jpegs, set_region_picture
+from vfs.similarity.region import Region
+
+ANY_SIZE_KEY = "any_size"
+REGION_SET_KEY = "region_set"
+MODE_KEY = "mode_filter"  # (search number, mode position) chosen under the gallery
+_MODES_KEY = "match_modes"  # (search number, modes) found for the last search
+_SET_SEARCH_KEY = "last_set_search"
+SET_THUMBNAIL_SIDE = 256
+
+
+# --- object size --------------------------------------------------------------------------------
+
+
+def size_toggle(place: st.delta_generator.DeltaGenerator) -> bool:
+    return place.toggle("Any object size (½–2×)", key=ANY_SIZE_KEY,
+                        help="Off: objects at the size drawn. On: also half to twice that size, by searching the "
+                             "dataset's image-pyramid levels (each is indexed once, when asked).")
+
+
+def _level_builder(level: MissingLevel):  # the IndexJobs build signature: (progress, cancel) -> summary
+    return lambda progress, cancel: level.search.index(progress=progress, cancel=cancel)
+
+
+def start_level_builds(current: Selection, levels: list[MissingLevel]) -> None:
+    for level in levels:
+        common.index_jobs().start(level.search.cache_path, f"{current.describe()} · size level {level.scale:g}×",
+                                  _level_builder(level))
+
+
+def search_scales(current: Selection, search: FeatureSearch, any_size: bool) -> tuple[float, ...]:
+    """The scales to search: every size once its pyramid levels are built; until then the size as drawn, after
+    showing what the levels cost with a button that builds them (or their progress)."""
+    scales = scales_for(any_size)
+    if len(scales) == 1:
+        return scales
+    images = len(common.dataset_paths(str(current.root)))
+    speed = common.model_speed(current.model.name, current.model.fingerprint, current.layer.name, current.grid,
+                               current.model)
+    try:
+        missing = missing_levels(search, scales, images, speed)
+    except VfsError as exc:
+        st.warning(f"Objects of other sizes cannot be searched: {as_markdown_text(exc)}")
+        return (1.0,)
+    if not missing:
+        return scales
+    jobs = [common.index_jobs().get(level.search.cache_path) for level in missing]
+    running = [level.search.cache_path for level, job in zip(missing, jobs)
+               if job is not None and job.state is JobState.RUNNING]
+    if running:
+        common.build_progress(tuple(running), "sizes")
+        st.caption("Searching at the size drawn until every size level is built.")
+        return (1.0,)
+    failed = [job.error for job in jobs if job is not None and job.state is JobState.FAILED]
+    if failed:
+        st.error(f"Building a size level failed: {as_markdown_text(failed[0])}")
+    if common.config().read_only:
+        st.info("This deployment is read-only and has not built the size levels; searching at the size drawn.")
+        return (1.0,)
+    cost = total_cost(missing)
+    st.info(f"Searching any size needs {len(missing)} image-pyramid levels indexed "
+            f"({', '.join(f'{level.scale:g}×' for level in missing)}): {cost.describe()}. "
+            "Until then the search is at the size drawn.")
+    st.button(f"Build the size levels ({cost.images:,} images, ~{_about(cost.seconds)}, "
+              f"{_megabytes(cost.bytes)})", key="build_levels", type="primary", on_click=start_level_builds,
+              args=(current, missing))
+    return (1.0,)
+
+
+def _about(seconds: float) -> str:
+    from vfs.dashboard.build_cost import about
+    return about(seconds)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+# --- region sets --------------------------------------------------------------------------------
+
+
+def region_set() -> tuple[SetRegion, ...]:
+    return st.session_state.get(REGION_SET_KEY, ())
+
+
+def _add(query: QueryImage, region: Region, negative: bool, clear_canvas: Callable[[], None]) -> None:
+    st.session_state[REGION_SET_KEY] = add_region(region_set(), SetRegion(query, region, negative))
+    clear_canvas()  # the next drawing is a new region, not this one grown
+
+
+def _remove(key: str) -> None:
+    st.session_state[REGION_SET_KEY] = remove_region(region_set(), key)
+
+
+def _clear_set() -> None:
+    st.session_state[REGION_SET_KEY] = ()
+
+
+def set_controls(current: Selection, query: QueryImage, region: Region | None,
+                 clear_canvas: Callable[[], None]) -> None:
+    """Under the canvas: add the drawn region to the query set, and the set's regions, each removable."""
+    add_column, negative_column = st.columns(2)
+    add_column.button("Add to query (like this)", key="add_region", disabled=region is None, width="stretch",
+                      on_click=_add, args=(query, region, False, clear_canvas),
+                      help="Keep this region in the query and draw another: results must resemble every region kept")
+    negative_column.button("Add as negative (not like this)", key="add_negative", disabled=region is None,
+                           width="stretch", on_click=_add, args=(query, region, True, clear_canvas),
+                           help="Results resembling this region are pushed down")
+    regions = region_set()
+    if not regions:
+        return
+    st.markdown(f"**The query's regions** ({len(regions)})")
+    columns = st.columns(4)
+    for position, kept in enumerate(regions):
+        with columns[position % 4]:
+            st.image(_set_region_jpeg(current, kept), width="stretch",
+                     caption=f"{'not like this' if kept.negative else 'like this'} · "
+                             f"{as_markdown_text(kept.query.name.rsplit('/', 1)[-1])}")
+            st.button(":material/close:", key=f"remove-region-{position}", on_click=_remove, args=(kept.key,),
+                      help="Remove this region from the query")
+    st.button("Clear the query's regions", key="clear_region_set", on_click=_clear_set)
+
+
+def _set_region_jpeg(current: Selection, kept: SetRegion) -> bytes:
+    background, size = common.canvas_background(f"{kept.query.key}@{current.root}", 480, kept.query, current.root)
+    picture = Image.open(io.BytesIO(background))
+    picture.thumbnail((160, 160))
+    return jpeg_bytes(set_region_picture(picture, kept.region.grid_weights(size, current.grid), kept.negative))
+
+
+def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: bool) -> bool:
+    """When the query set searches as a set, its results (each with every positive region's box); False otherwise."""
+    regions = region_set()
+    if not searches_as_set(regions):
+        return False
+    problem = set_problem(regions)
+    if problem is not None:
+        st.info(problem)
+        return True
+    key = (str(current.cache_path), manifest_token(current.cache_path), tuple(r.key for r in regions), top_k, exclude)
+    try:
+        outcome, thumbnails = common.remembered(_SET_SEARCH_KEY, key,
+                                                lambda: _set_search(current, search, regions, top_k, exclude))
+    except VfsError as exc:
+        st.error(as_markdown_text(exc))
+        return True
+    st.caption(as_markdown_text(describe_set_search(outcome, len(search.cache))))
+    st.caption("The drawing on the canvas joins the search once added to the query.")
+    matches = outcome.result.matches
+    with st.container(key="set_gallery"):
+        columns = st.columns(4)
+        for rank, match in enumerate(matches, start=1):
+            label = f" · {as_markdown_text(search.label_name(match.label))}" if match.label else ""
+            columns[(rank - 1) % 4].image(
+                thumbnails[rank - 1], width="stretch",
+                caption=f"{rank}. {match.score:.3f}{label} · {as_markdown_text(match.path.rsplit('/', 1)[-1])}")
+        st.caption(f"Top {len(matches)} of {len(search.cache):,} images for the query's {len(regions)} regions")
+    return True
+
+
+def _set_search(current: Selection, search: FeatureSearch, regions: tuple[SetRegion, ...], top_k: int,
+                exclude: bool) -> tuple[SetOutcome, list[bytes]]:
+    outcome = run_region_set(search, current.root, regions, top_k, exclude)
+    thumbnails = boxes_jpegs([(current.root / m.path, m.boxes) for m in outcome.result.matches], SET_THUMBNAIL_SIDE)
+    return outcome, thumbnails
+
+
+def shared_regions() -> tuple[SharedRegion, ...] | None:
+    """The set as a link names it; regions on an upload not kept on the server are left out."""
+    kept = [SharedRegion(r.region, r.negative, r.query.dataset_path, r.query.upload_id)
+            for r in region_set() if r.query.shareable]
+    return tuple(kept) or None
+
+
+def take_linked_set(current: Selection, paths: list[str]) -> None:
+    """On a session's first run, the link's region set (r=) becomes the query set."""
+    if not st.session_state.pop("link_set_pending", False):
+        return
+    shared: SharedSearch = st.session_state["link"]
+    app = common.config()
+    regions: list[SetRegion] = []
+    for linked in shared.regions or ():
+        query, problems = link_query(SharedSearch(query=linked.query, upload=linked.upload), paths, current.root,
+                                     app.upload_store, app.uploads)
+        for problem in problems:
+            common.report_link_problem(str(problem))
+        if query is not None:
+            regions.append(SetRegion(query, linked.region, linked.negative))
+    st.session_state[REGION_SET_KEY] = tuple(regions)
+
+
+# --- modes --------------------------------------------------------------------------------------
+
+
+def chosen_mode(shown: ShownSearch, images: int) -> tuple[str, np.ndarray] | None:
+    """The mode chosen under the gallery of this search, as (description, rows), or None."""
+    chosen = st.session_state.get(MODE_KEY)
+    found = st.session_state.get(_MODES_KEY)
+    if chosen is None or found is None or chosen[0] != shown.number or found[0] != shown.number:
+        return None
+    modes: list[MatchMode] = found[1]
+    if not 0 <= chosen[1] < len(modes):
+        return None
+    return f"in mode {chosen[1] + 1}", mode_rows(modes[chosen[1]], images)
+
+
+def _choose_mode(number: int, position: int | None) -> None:
+    st.session_state[MODE_KEY] = None if position is None else (number, position)
+
+
+def _find_modes(search: FeatureSearch, shown: ShownSearch) -> None:
+    st.session_state[_MODES_KEY] = (shown.number, match_modes(search.cache, shown.outcome.result, n=MODE_MATCHES))
+
+
+def modes_section(current: Selection, search: FeatureSearch, shown: ShownSearch) -> None:
+    """The modes of the top matches: each one's size, label mix and most central matches; one can filter the gallery."""
+    result = shown.outcome.result
+    with st.expander(f"Modes of the top {MODE_MATCHES}", expanded=st.session_state.get(_MODES_KEY) is not None):
+        problem = modes_problem(result)
+        if problem is not None:
+            st.caption(as_markdown_text(problem))
+            return
+        found = st.session_state.get(_MODES_KEY)
+        if found is None or found[0] != shown.number:
+            st.caption("Groups the best matches by what their matched windows look like (the wheel of a bicycle "
+                       "apart from the face of a clock).")
+            st.button("Find the modes", key="find_modes", on_click=_find_modes, args=(search, shown))
+            return
+        chosen = st.session_state.get(MODE_KEY)
+        for position, mode in enumerate(found[1]):
+            described = as_markdown_text(describe_mode(mode, search.label_name))
+            head, choose = st.columns([4, 1], vertical_alignment="center")
+            head.markdown(f"**Mode {position + 1}** · {described}")
+            if chosen == (shown.number, position):
+                choose.button("Show all", key=f"mode-all-{position}", on_click=_choose_mode, args=(shown.number, None))
+            else:
+                choose.button("Show only these", key=f"mode-{position}", on_click=_choose_mode,
+                              args=(shown.number, position))
+            exemplars = top_matches(result, search.cache, mode_rows(mode, len(search.cache)) &
+                                    np.isin(np.arange(len(search.cache)), mode.exemplars), len(mode.exemplars))
+            pictures = _exemplar_jpegs(current.root, tuple((m.path, m.box) for m in exemplars))
+            columns = st.columns(max(len(pictures), 1) if pictures else 1)
+            for column, picture, match in zip(columns, pictures, exemplars):
+                column.image(picture, width="stretch", caption=as_markdown_text(match.path.rsplit("/", 1)[-1]))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _exemplar_jpegs(root: Path, matches: tuple[tuple[str, tuple[float, float, float, float]], ...]) -> list[bytes]:
+    return match_jpegs([(root / path, box) for path, box in matches], 160)

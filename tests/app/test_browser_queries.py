@@ -1,0 +1,74 @@
+"""A region set drawn with the mouse in a real headless chromium: two strokes, each added to the query,
+then the set's results. Screenshots at 1000 and 1400 px wide go to test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.app_cases import SIDE
+from tests.support.app_server import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, running_dashboard
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (`make browser-deps`) to run browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        yield launched
+        launched.close()
+
+
+def stroke(page, canvas, start: tuple[float, float], end: tuple[float, float]) -> None:
+    box = canvas.bounding_box()
+    scale = box["width"] / SIDE
+    page.mouse.move(box["x"] + start[0] * scale, box["y"] + start[1] * scale)
+    page.mouse.down()
+    for step in range(1, 13):
+        x = start[0] + (end[0] - start[0]) * step / 12
+        y = start[1] + (end[1] - start[1]) * step / 12
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+    page.mouse.up()
+    page.wait_for_timeout(1500)  # the canvas reports the stroke a moment after the mouse is released
+
+
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_two_strokes_added_to_the_query_search_as_a_set(constructed_case, browser, width):
+    ARTIFACTS.mkdir(exist_ok=True)
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    with running_dashboard(arguments, log=ARTIFACTS / f"browser-queries-{width}.log") as url:
+        page = browser.new_page(viewport={"width": width, "height": 1600})
+        page.goto(f"{url}/?x=1")
+        canvas = page.locator("canvas.upper-canvas")
+        canvas.wait_for(timeout=120_000)
+        page.get_by_text("Draw on the query image").first.wait_for()
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+
+        stroke(page, canvas, (100, 110), (220, 230))
+        page.wait_for_function(APP_IDLE_JS, timeout=60_000)
+        page.get_by_role("button", name="Add to query (like this)").click()
+        page.get_by_text("The query's regions (1)").first.wait_for(timeout=60_000)
+        page.wait_for_function(APP_IDLE_JS, timeout=60_000)
+
+        stroke(page, canvas, (300, 300), (400, 400))
+        page.wait_for_function(APP_IDLE_JS, timeout=60_000)
+        page.get_by_role("button", name="Add to query (like this)").click()
+        try:
+            page.get_by_text("The query's regions (2)").first.wait_for(timeout=60_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / f"browser-region-set-added-{width}.png"), full_page=True)
+        gallery = page.locator(".st-key-set_gallery [data-testid='stImageCaption']")
+        gallery.first.wait_for(timeout=60_000)
+        page.wait_for_function(APP_IDLE_JS, timeout=60_000)
+        captions = gallery.all_inner_texts()
+        assert captions and captions[0].startswith("1.")
+        assert not any(caption.endswith("query.png") for caption in captions)
+        page.screenshot(path=str(ARTIFACTS / f"browser-region-set-{width}.png"), full_page=True)
+        assert "r=" in page.url and page.url.count("r=p") == 2

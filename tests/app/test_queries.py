@@ -1,0 +1,110 @@
+"""The Search page's queries beyond one region at one size: object sizes, region sets and modes (docs/queries.md)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.support.app_cases import canvas_rect, draw, run_until
+from vfs.dashboard.links import from_params
+
+
+def unescaped(text: str) -> str:
+    """AppTest returns the markdown source, where as_markdown_text backslash-escaped punctuation."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def gallery_captions(app) -> list[str]:
+    return [unescaped(caption) for image in app.image for caption in image.captions if caption[:1].isdigit()]
+
+
+def opened(dashboard, case, **kwargs):
+    app = dashboard(case, **kwargs).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case)
+    app.toggle(key="exclude_query").set_value(True)
+    draw(app, canvas_rect(constructed_case.patch_box))
+    app.run()
+    app.toggle(key="any_size").set_value(True).run()
+    assert not app.exception, app.exception
+    assert app.query_params["sc"] == "multi"
+    build = app.button(key="build_levels")
+    assert build.label.startswith("Build the size levels (")
+    build.click().run()
+
+    def searched_every_size(app) -> bool:
+        shown = app.session_state["last_search"] if "last_search" in app.session_state else None  # noqa: SIM401 - AppTest's session state has no get()
+        return shown is not None and shown.key[-1] != (1.0,)
+
+    run_until(app, searched_every_size, timeout=240)
+    assert not app.exception, app.exception
+    matches = app.session_state["last_search"].outcome.result.matches
+    captions = gallery_captions(app)
+    assert captions and len(captions) == len(matches)
+    for caption, match in zip(captions, matches):
+        assert ("× size" in caption) == (match.scale != 1.0), caption
+
+
+def test_two_regions_and_a_negative_search_the_set_and_the_link_reproduces_it(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case)
+    draw(app, canvas_rect(constructed_case.patch_box))
+    app.run()
+    app.button(key="add_region").click().run()
+    draw(app, canvas_rect((256, 256, 448, 448)))
+    app.run()
+    app.button(key="add_region").click().run()
+    draw(app, canvas_rect((0, 320, 128, 448)))
+    app.run()
+    app.button(key="add_negative").click().run()
+    assert not app.exception, app.exception
+    regions = app.session_state["region_set"]
+    assert [r.negative for r in regions] == [False, False, True]
+    outcome, _ = app.session_state["last_set_search"][1]
+    assert len(outcome.result.negative) == 3 and outcome.result.matches
+    assert all(len(match.boxes) == 2 for match in outcome.result.matches)
+    captions = gallery_captions(app)
+    assert captions and captions[0].startswith("1.")
+
+    params = {name: app.query_params[name] for name in app.query_params}
+    params["r"] = _all_values(app, "r")
+    shared, problems = from_params(params)
+    assert not problems and len(shared.regions) == 3 and shared.regions[2].negative
+    reopened = dashboard(constructed_case, query_params=params).run()
+    assert not reopened.exception, reopened.exception
+    again = reopened.session_state["region_set"]
+    assert [(r.query.key, r.region.token, r.negative) for r in again] == \
+           [(r.query.key, r.region.token, r.negative) for r in regions]
+    outcome_again, _ = reopened.session_state["last_set_search"][1]
+    assert [m.path for m in outcome_again.result.matches] == [m.path for m in outcome.result.matches]
+
+
+def _all_values(app, name: str) -> list[str]:
+    params = app.query_params
+    if hasattr(params, "get_all"):
+        return list(params.get_all(name))
+    value = params[name]
+    return value if isinstance(value, list) else [value]
+
+
+def test_choosing_a_mode_filters_the_gallery(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case)
+    app.slider(key="top_k").set_value(20)
+    draw(app, canvas_rect(constructed_case.patch_box))
+    app.run()
+    app.button(key="find_modes").click().run()
+    assert not app.exception, app.exception
+    _, modes = app.session_state["match_modes"]
+    scored = app.session_state["last_search"].outcome.result.scores
+    assert modes and sum(mode.size for mode in modes) == min(200, len(scored))
+    unfiltered = gallery_captions(app)
+    app.button(key="mode-0").click().run()
+    assert not app.exception, app.exception
+    view = app.session_state["filtered_gallery"][1]
+    kept = view.outcome.result.matches
+    assert kept and {match.index for match in kept} <= set(modes[0].members)
+    assert len(gallery_captions(app)) == len(kept) == min(len(modes[0].members), len(unfiltered))
+    app.button(key="mode-all-0").click().run()
+    assert gallery_captions(app) == unfiltered
