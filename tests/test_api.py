@@ -66,3 +66,16 @@ def test_index_on_ray_through_the_api(tmp_path, lite0, photo_dir):
         a32, b32 = a.features.astype(np.float32), b.features.astype(np.float32)
         step = np.spacing(np.maximum(np.abs(a32), np.abs(b32)).astype(np.float16)).astype(np.float32)
         assert np.all(np.abs(a32 - b32) <= step + 4e-6 * np.abs(b32).max())
+
+
+def test_a_symlinked_dataset_file_is_found_as_the_query(tmp_path, photo_dir):
+    """A dataset of links (to photos elsewhere) excludes the query by the link's own path."""
+    linked = tmp_path / "linked"
+    (linked / "animals").mkdir(parents=True)
+    for photo in sorted(photo_dir.rglob("*.png"))[:4]:
+        (linked / "animals" / photo.name).symlink_to(photo)
+    fs = FeatureSearch(linked, layer="blocks.6", grid=3, cache_dir=tmp_path / "cache")
+    fs.index()
+    query = sorted((linked / "animals").iterdir())[0]
+    result = fs.search(query, box=(0, 0, 100, 100), top_k=4, exclude_query=True)
+    assert f"animals/{query.name}" not in [m.path for m in result.matches] and len(result.matches) == 3

@@ -235,10 +235,17 @@ class FeatureSearch:
         """The cache row of a dataset file, if it is in the cache."""
         if is_uri(self.location):
             return None
-        try:
-            return self.cache.index_of(path.resolve().relative_to(self.data.resolve()).as_posix())
-        except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (pathlib before 3.13)
-            return None
+        # the path as written first (a dataset of symlinked files lists the links, not their targets), then resolved
+        for as_given in (True, False):
+            try:
+                relative = (Path(os.path.normpath(path.absolute())).relative_to(os.path.normpath(self.data.absolute()))
+                            if as_given else path.resolve().relative_to(self.data.resolve()))
+            except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (pathlib before 3.13)
+                continue
+            row = self.cache.index_of(relative.as_posix())
+            if row is not None:
+                return row
+        return None
 
     def grid_mask(self, image_size: tuple[int, int], mask: np.ndarray | str | Path | None = None,
                   box: tuple[float, float, float, float] | None = None) -> np.ndarray:
