@@ -8,6 +8,7 @@ the target first (with the query excluded), at the patch's place.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,16 @@ def make_constructed_dataset(folder: Path) -> None:
     target.save(folder / "pasted" / "target.png")
     for name in DISTRACTORS:
         _photo(name).save(folder / "photos" / f"{Path(name).stem}.jpg", quality=90)
+
+
+# CommonMark: a backslash before any ASCII punctuation character shows that character literally
+_BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def shown(markdown_source: str) -> str:
+    """The text a browser displays for ``markdown_source`` as far as escapes go: AppTest returns the markdown
+    source, in which the app backslash-escapes visitor- and file-controlled text (``target\\.png``)."""
+    return _BACKSLASH_ESCAPE.sub(r"\1", markdown_source)
 
 
 def canvas_key(app: object) -> str:
