@@ -8,7 +8,9 @@ import streamlit as st
 
 from app_pages.shared import common
 
-st.set_page_config(page_title="Visual Feature Search", page_icon=":material/image_search:", layout="wide")
+# An emoji, which the browser draws itself: a ":material/…:" page icon makes every visitor's browser fetch the
+# favicon from fonts.gstatic.com (issue #17: a hosted dashboard's pages load nothing from other hosts).
+st.set_page_config(page_title="Visual Feature Search", page_icon="🔍", layout="wide")
 common.keep_settings()
 st.session_state["config"] = common.app_config()
 common.sign_in_gate(st.session_state["config"])  # stops here for visitors a deployment does not let in

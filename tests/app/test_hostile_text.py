@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.support.app_cases import ConstructedCase, canvas_rect, draw
-from vfs.cache.indexing import build_index
+from tests.support.app_cases import IMAGE, LINK, canvas_rect, draw
 from vfs.dashboard.query_images import QueryImage
-from vfs.features.models import load_model
 
 pytestmark = pytest.mark.app
 
-LINK = "[Sign in again](https://evil.example/login)"
-IMAGE = "![t](http://127.0.0.1:9/track.png)"
 #: As each would appear in an element if it were not escaped.
 MARKUP = ("](https://evil", "](http://127", "![t]", "**md**", "<a href", "<b>", "<br>", "evil.example",
           "127.0.0.1:9")
@@ -103,22 +97,6 @@ def assert_nothing_unescaped(app) -> None:
     figures = "\n".join(_figures(app._tree))
     leaked = [markup for markup in PLOTLY_MARKUP if markup in figures]
     assert not leaked, f"unescaped {leaked} in a plotly chart"
-
-
-@pytest.fixture
-def hostile_case(constructed_case: ConstructedCase, tmp_path: Path) -> ConstructedCase:
-    """The constructed dataset, its query folder named like a link and its photos like markup."""
-    data = tmp_path / "data"
-    pasted = data / "[Sign in again](https:evil.example)"
-    photos = data / "<b>x<br>y ![t](http:127.0.0.1:9) **md**"
-    shutil.copytree(constructed_case.data / "pasted", pasted)
-    photos.mkdir()
-    for number, photo in enumerate(sorted((constructed_case.data / "photos").iterdir())):
-        shutil.copy(photo, photos / f'<a href="https:evil.example">click here< **md** {number}.jpg')
-    model = load_model()
-    build_index(data, model, model.default_layer, cache_dir=tmp_path / "cache")
-    return ConstructedCase(data, tmp_path / "cache", query=f"{pasted.name}/query.png",
-                           target=f"{pasted.name}/target.png")
 
 
 @pytest.mark.parametrize("param", ["model", "data", "layer", "q"])
