@@ -201,3 +201,66 @@ def test_hostile_links_and_names_reach_no_other_host(hostile_case, browser):
         assert_nothing_elsewhere("hostile model")
         assert requests  # the listener saw the app's own requests
         page.close()
+
+
+def _put_upload(url: str, session_id: str, xsrf: str, size: int, chunked: bool = False) -> int:
+    """PUT a multipart upload of ``size`` bytes to Streamlit's upload endpoint as the session; the HTTP status."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    boundary = "vfs-test-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "X-Xsrftoken": xsrf,
+               "Cookie": f"_streamlit_xsrf={xsrf}"}
+
+    def body():  # 64 KiB at a time, never the whole body in this process either
+        yield head
+        for start in range(0, size, 65536):
+            yield bytes(min(65536, size - start))
+        yield tail
+
+    try:
+        if chunked:  # no Content-Length: the server must count the bytes as they arrive
+            connection.request("PUT", f"/_stcore/upload_file/{session_id}/big", body=body(), headers=headers,
+                                encode_chunked=True)
+        else:
+            headers["Content-Length"] = str(len(head) + size + len(tail))
+            connection.request("PUT", f"/_stcore/upload_file/{session_id}/big", body=body(), headers=headers)
+        return connection.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):  # the server stopped reading: refused, before the end
+        return 413
+    finally:
+        connection.close()
+
+
+def test_the_server_refuses_an_upload_above_its_limit(constructed_case, browser):
+    """A client bypassing the uploader's own check is stopped by ``server.maxUploadSize`` (1 MB here) on loopback."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-upload-streamlit.log", max_upload_mb=1) as url:
+        sessions: list[str] = []
+
+        def read_frame(payload: bytes | str) -> None:
+            if isinstance(payload, bytes):
+                message = ForwardMsg()
+                message.ParseFromString(payload)
+                if message.WhichOneof("type") == "new_session":
+                    sessions.append(message.new_session.initialize.session_id)
+
+        page = browser.new_page()
+        page.on("websocket", lambda socket: socket.on("framereceived", read_frame))
+        page.goto(url)
+        page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
+        xsrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "_streamlit_xsrf")
+        assert sessions
+        assert _put_upload(url, sessions[0], xsrf, 10_000) == 204  # the session and token are right
+        assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024) == 413  # announced too large
+        assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024, chunked=True) == 413  # counted too large
+        assert _put_upload(url, "not-a-session", xsrf, 10_000) == 400
+        page.close()

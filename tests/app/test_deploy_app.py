@@ -345,3 +345,19 @@ def test_a_broken_deployment_file_stops_the_app_with_its_message(dashboard, serv
     message = shown(app.error[0].value)
     assert message.startswith("The dashboard cannot start: ") and "[datasets] roots" in message
     assert "selection" not in app.session_state
+
+
+def test_a_server_accepting_larger_uploads_than_the_deployment_does_not_start(dashboard, served):
+    """Only Streamlit's server.maxUploadSize stops an oversized body before it is in memory (issue #17)."""
+    from streamlit import config
+
+    served.write("[uploads]\nmax_mb = 1\n")
+    app = dashboard(None, VFS_CONFIG=str(served.config))
+    config.set_option("server.maxUploadSize", 5)  # the dashboard fixture puts the option back afterwards
+    app.run()
+    assert not app.exception
+    message = shown(app.error[0].value)
+    assert message.startswith("The dashboard cannot start: ") and "maxUploadSize = 1" in message
+    assert "selection" not in app.session_state and not app.file_uploader
+    config.set_option("server.maxUploadSize", 1)
+    assert "selection" in dashboard(None, VFS_CONFIG=str(served.config)).run().session_state  # at the limit it starts
