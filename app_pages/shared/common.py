@@ -309,7 +309,7 @@ def _model(app: AppConfig) -> FeatureModel | None:
                    "Weights: timm's pretrained download (needs the internet the first time).")
         return named_model(name or "")
     except ModelError as exc:
-        st.error(model_problem(name or "", exc))
+        st.error(as_markdown_text(model_problem(name or "", exc)))
         return None
     except (VfsError, OSError) as exc:
         st.error(as_markdown_text(exc))

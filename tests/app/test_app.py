@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.app_cases import ConstructedCase, canvas_key, canvas_rect, canvas_stroke, draw, run_until
+from tests.support.app_cases import ConstructedCase, canvas_key, canvas_rect, canvas_stroke, draw, run_until, shown
 from vfs.cache.catalog import list_caches
 from vfs.cache.indexing import IndexSummary, Progress
 from vfs.dashboard.indexing_jobs import JobState
@@ -23,7 +23,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 def gallery_captions(app) -> list[str]:
     """Captions of the result thumbnails, best first."""
-    return [caption for image in app.image for caption in image.captions if caption[:1].isdigit()]
+    return [caption for image in app.image for caption in map(shown, image.captions) if caption[:1].isdigit()]
 
 
 def plotted_values(values) -> np.ndarray:
@@ -47,7 +47,7 @@ def test_search_page_opens_with_the_first_image_on_the_canvas(dashboard, constru
     app = opened(dashboard, constructed_case)
     assert app.session_state["query"].dataset_path == constructed_case.query
     assert canvas_key(app) in app.session_state
-    assert "Draw on the query image" in app.info[0].value
+    assert "Draw on the query image" in shown(app.info[0].value)
     assert app.query_params["q"] == constructed_case.query
     assert app.query_params["layer"] == "blocks.6" and app.query_params["grid"] == "7"
 
@@ -85,7 +85,7 @@ def test_clear_forgets_the_region_until_the_next_drawing(dashboard, constructed_
     assert gallery_captions(app) and "box" in app.query_params
     app.button(key="clear").click().run()
     assert not gallery_captions(app) and "box" not in app.query_params
-    assert "Draw on the query image" in app.info[0].value
+    assert "Draw on the query image" in shown(app.info[0].value)
     draw(app, canvas_rect((0, 0, 128, 128)))
     app.run()
     assert gallery_captions(app) and app.query_params["box"] == "0,0,128,128"
@@ -128,7 +128,7 @@ def test_link_reproduces_the_search_for_a_collaborator(dashboard, constructed_ca
 def test_broken_and_stale_links_explain_themselves(dashboard, constructed_case):
     app = opened(dashboard, constructed_case, query_params={
         "layer": "blocks.99", "q": "pasted/missing.png", "grid": "many", "mask": "7.not-base64!"})
-    message = app.warning[0].value
+    message = shown(app.warning[0].value)
     assert "grid='many'" in message and "mask=" in message
     assert "blocks.99" in message and "pasted/missing.png" in message
     assert app.session_state["query"].dataset_path == constructed_case.query  # fell back to the default
@@ -137,8 +137,8 @@ def test_broken_and_stale_links_explain_themselves(dashboard, constructed_case):
 
 def test_link_naming_a_missing_dataset_says_so(dashboard, constructed_case, tmp_path):
     app = opened(dashboard, constructed_case, query_params={"data": str(tmp_path / "gone")})
-    assert "does not exist" in app.sidebar.error[0].value
-    assert "Choose a dataset folder" in app.info[0].value
+    assert "does not exist" in shown(app.sidebar.error[0].value)
+    assert "Choose a dataset folder" in shown(app.info[0].value)
 
 
 def _png(size: tuple[int, int]) -> bytes:
@@ -151,11 +151,11 @@ def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private
     constructed_case = private_case  # the upload is kept in its cache folder
     app = opened(dashboard, constructed_case)
     app.file_uploader(key="upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
-    assert "notes.png: not a recognised image format" in app.error[0].value
+    assert "notes.png: not a recognised image format" in shown(app.error[0].value)
     app.file_uploader(key="upload").set_value(("huge.png", _png((8000, 6000)), "image/png")).run()
-    assert "exceeds the limit" in app.error[0].value
+    assert "exceeds the limit" in shown(app.error[0].value)
     app.file_uploader(key="upload").set_value(("heavy.png", b"\x89PNG" + bytes(21 * 1024 * 1024), "image/png")).run()
-    assert "limited to 20 MB" in app.error[0].value
+    assert "limited to 20 MB" in shown(app.error[0].value)
     assert app.session_state["query"].dataset_path == constructed_case.query  # unchanged by bad uploads
 
     app.file_uploader(key="upload").set_value(("field.png", _png((300, 200)), "image/png")).run()
@@ -185,11 +185,11 @@ def test_a_read_only_deployment_keeps_no_upload_and_says_links_cannot_name_it(da
     app.run()
     assert gallery_captions(app)
     assert "u" not in app.query_params and "box" not in app.query_params
-    assert any("uploads are not kept" in caption.value for caption in app.caption)
+    assert any("uploads are not kept" in shown(caption.value) for caption in app.caption)
     assert not (constructed_case.cache_dir / "uploads").exists()
 
     gone = opened(dashboard, constructed_case, query_params={"u": "0" * 32}, VFS_READ_ONLY="1")
-    assert "no longer on this server" in gone.warning[0].value
+    assert "no longer on this server" in shown(gone.warning[0].value)
     assert gone.session_state["query"].dataset_path == constructed_case.query  # the page still opens
 
 
@@ -210,11 +210,11 @@ def test_details_dialog_shows_the_heatmap(dashboard, constructed_case):
     app.run()
     app.button(key="details-1").click().run()
     assert not app.exception
-    captions = [caption for image in app.image for caption in image.captions]
+    captions = [caption for image in app.image for caption in map(shown, image.captions)]
     assert "Best window" in captions
     heat = next(c for c in captions if c.startswith("Every window position"))
     assert "(bright)" in heat
-    assert any("pasted/target.png" in markdown.value for markdown in app.markdown)
+    assert any("pasted/target.png" in shown(markdown.value) for markdown in app.markdown)
 
 
 def test_index_page_lists_the_caches(dashboard, constructed_case):
@@ -234,10 +234,10 @@ def test_index_page_deletes_a_cache_after_confirmation(dashboard, private_case):
     (cache,) = list_caches(private_case.cache_dir)
     delete = next(button for button in app.button if button.label == "Delete…")
     delete.click().run()
-    assert cache.path.exists() and "Delete" in app.warning[0].value
+    assert cache.path.exists() and "Delete" in shown(app.warning[0].value)
     next(button for button in app.button if button.label == "Yes, delete it").click().run()
     assert not cache.path.exists()
-    assert "Deleted" in app.info[0].value
+    assert "Deleted" in shown(app.info[0].value)
     assert list_caches(private_case.cache_dir) == []
 
 
@@ -247,7 +247,7 @@ def test_index_page_builds_the_sidebar_selection(dashboard, private_case):
     app.sidebar.number_input(key="grid:tf_efficientnet_lite0:blocks.6").set_value(3).run()
     assert list(app.dataframe[0].value["grid"]) == ["7×7"]
     next(button for button in app.button if button.label == "Build or update this cache").click().run()
-    run_until(app, lambda a: len(a.dataframe[0].value) == 2 and any("Last build finished" in c.value
+    run_until(app, lambda a: len(a.dataframe[0].value) == 2 and any("Last build finished" in shown(c.value)
                                                                      for c in a.caption))
     table = app.dataframe[0].value
     assert sorted(table["grid"]) == ["3×3", "7×7"] and list(table["images"]) == [private_case.images] * 2
@@ -294,7 +294,7 @@ def test_a_build_in_progress_shows_its_progress_and_can_be_cancelled(dashboard, 
     job = index_jobs().get(app.session_state["selection"].cache_path)
     assert job.wait(10) and job.state is JobState.CANCELLED
     app.run()
-    assert "Indexing was cancelled" in app.warning[0].value
+    assert "Indexing was cancelled" in shown(app.warning[0].value)
     assert any(button.label == "Resume indexing" for button in app.button)
 
 
@@ -303,7 +303,7 @@ def test_read_only_deployment_reports_a_missing_cache_instead_of_building(dashbo
 
     case = ConstructedCase(constructed_case.data, tmp_path / "empty-cache")
     app = opened(dashboard, case, VFS_READ_ONLY="1")
-    assert "read-only" in app.error[0].value and "vfs index" in app.error[0].value
+    assert "read-only" in shown(app.error[0].value) and "vfs index" in shown(app.error[0].value)
     assert index_jobs().get(app.session_state["selection"].cache_path) is None
     assert not (tmp_path / "empty-cache").exists()
 
@@ -358,7 +358,7 @@ def test_a_cache_with_a_shortlist_offers_approximate_search_and_says_so(dashboar
     app.run()
     assert not app.exception
     assert gallery_captions(app)[0].endswith("target.png")
-    captions = [caption.value for caption in app.caption]
+    captions = [shown(caption.value) for caption in app.caption]
     assert any(c.startswith("Approximate: ") and "shortlisted of" in c and "scored exactly" in c for c in captions)
     assert any(", approximate (search #" in c for c in captions)
     assert app.session_state["last_search"].outcome.result.approximate
@@ -373,7 +373,7 @@ def test_a_cache_with_a_shortlist_offers_approximate_search_and_says_so(dashboar
     shutil.rmtree(private_case.cache_dir / next(private_case.cache_dir.glob("*/*/regions")).relative_to(
         private_case.cache_dir))
     no_index = opened(dashboard, private_case, query_params={**dict(collaborator.query_params), "a": "1"})
-    assert "asks for approximate search" in no_index.warning[0].value
+    assert "asks for approximate search" in shown(no_index.warning[0].value)
     assert not no_index.session_state["last_search"].outcome.result.approximate
 
 
@@ -381,16 +381,16 @@ def test_index_page_builds_the_shortlist_for_approximate_search(dashboard, priva
     pytest.importorskip("faiss")
     read_only = opened(dashboard, private_case, VFS_READ_ONLY="1")
     read_only.switch_page("app_pages/caches.py").run()
-    assert any("has no shortlist" in caption.value for caption in read_only.caption)
+    assert any("has no shortlist" in shown(caption.value) for caption in read_only.caption)
     assert "Build the shortlist" not in [button.label for button in read_only.button]
 
     app = opened(dashboard, private_case)
     app.switch_page("app_pages/caches.py").run()
-    assert any("has no shortlist" in caption.value for caption in app.caption)
+    assert any("has no shortlist" in shown(caption.value) for caption in app.caption)
     build = next(button for button in app.button if button.label == "Build the shortlist")
     build.click().run()
     assert not app.exception
-    assert any("Shortlist ready" in caption.value for caption in app.caption)
+    assert any("Shortlist ready" in shown(caption.value) for caption in app.caption)
     app.switch_page("app_pages/search.py").run()
     assert "approximate" not in [toggle.key for toggle in app.toggle]  # a small cache searches exactly
 
@@ -399,8 +399,8 @@ def test_a_damaged_cache_is_reported_on_every_page_that_reads_it(dashboard, priv
     shard = next(private_case.cache_dir.glob("*/*/*.arrow"))
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncated behind the dashboard's back
     app = opened(dashboard, private_case)
-    assert any("rerun `vfs index` to rebuild it" in error.value for error in app.error)
+    assert any("rerun `vfs index` to rebuild it" in shown(error.value) for error in app.error)
     for page in ("app_pages/units.py", "app_pages/map.py", "app_pages/caches.py"):
         app.switch_page(page).run()
         assert not app.exception, (page, app.exception)
-        assert any("rebuild" in error.value for error in app.error), page
+        assert any("rebuild" in shown(error.value) for error in app.error), page

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_cases import ConstructedCase, canvas_rect, draw
+from tests.support.app_cases import ConstructedCase, canvas_rect, draw, shown
 from tests.support.bad_files import PATH_ONLY, make_bad_query_files, unreadable
 from tests.support.data import package_photo
 from vfs.cache.indexing import build_index
@@ -96,7 +96,7 @@ def test_each_file_as_an_upload(corpus):
 
 
 def gallery_captions(app) -> list[str]:
-    return [caption for image in app.image for caption in image.captions if caption[:1].isdigit()]
+    return [caption for image in app.image for caption in map(shown, image.captions) if caption[:1].isdigit()]
 
 
 def test_each_file_uploaded_in_the_dashboard(dashboard, constructed_case, corpus):
@@ -109,7 +109,7 @@ def test_each_file_uploaded_in_the_dashboard(dashboard, constructed_case, corpus
         app.run()
         assert not app.exception, (name, app.exception)
         if outcome != "ok":
-            assert f"{name}: " in app.error[0].value and _upload_outcome(outcome) in app.error[0].value, name
+            assert f"{name}: " in shown(app.error[0].value) and _upload_outcome(outcome) in shown(app.error[0].value), name
             continue
         assert not app.error and app.session_state["query"].name == name
         width, height = canvas_size(load_image(root / name).size, 480, 480)
@@ -141,7 +141,7 @@ def test_each_dataset_file_named_by_a_link(dashboard, corpus_dataset, corpus, mo
         if outcome == "ok":
             assert app.session_state["query"].dataset_path == name and not app.warning, name
         else:
-            warning = app.warning[0].value
+            warning = shown(app.warning[0].value)
             assert "This link could not be followed exactly" in warning, name
             if name == "loop.jpg":  # the scan skips it, so it is not a dataset image
                 assert "'loop.jpg' is not in" in warning
@@ -157,4 +157,4 @@ def test_a_broken_dataset_file_picked_as_the_query_says_why(dashboard, corpus_da
     draw(app, canvas_rect((0, 0, 200, 200), image_side=480))  # on the grey square that says why
     app.run()
     assert not app.exception
-    assert "empty.jpg: not a recognised image format" in app.error[0].value
+    assert "empty.jpg: not a recognised image format" in shown(app.error[0].value)

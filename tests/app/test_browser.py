@@ -117,3 +117,150 @@ def test_a_linked_region_is_drawn_on_the_canvas_and_strokes_add_to_it(constructe
         assert alpha(150, 150) > 0  # the linked box is still drawn
         page.screenshot(path=str(ARTIFACTS / "browser-5-link-edited.png"))
         page.close()
+
+
+#: Every URL the page's DOM points at: links, images, and anything else that loads (scripts, frames, sources).
+DOM_URLS_JS = """() => Array.from(document.querySelectorAll("[href], [src], [srcset]")).flatMap((element) => [
+    element.href && element.href.baseVal === undefined ? element.href : element.getAttribute("href"),
+    element.src, ...(element.srcset ? element.srcset.split(",").map((part) => part.trim().split(" ")[0]) : [])])
+    .filter((url) => url)"""
+
+
+def _elsewhere(url: str, own: str) -> bool:
+    """Whether ``url`` leads to another host than the app's own ``own`` (``http://127.0.0.1:PORT``)."""
+    from urllib.parse import urljoin, urlsplit
+
+    absolute = urlsplit(urljoin(own + "/", url))
+    return absolute.scheme not in ("data", "blob", "about", "javascript") and (
+        f"{absolute.scheme}://{absolute.netloc}" != own)
+
+
+def test_hostile_links_and_names_reach_no_other_host(hostile_case, browser):
+    """Issue #17: link parameters and file names holding markdown links and images, HTML and plotly tags make
+    the browser request nothing from another host and put no link or image to one in the page."""
+    from urllib.parse import urlencode
+
+    from tests.support.app_cases import IMAGE, LINK
+
+    arguments = ["--data", str(hostile_case.data), "--cache-dir", str(hostile_case.cache_dir)]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-hostile-streamlit.log") as url:
+        requests: list[str] = []
+        page = browser.new_page(viewport={"width": 1500, "height": 1700})
+        page.on("request", lambda request: requests.append(request.url))
+
+        def assert_nothing_elsewhere(where: str) -> None:
+            outside = [address for address in requests if _elsewhere(address, url)]
+            assert not outside, f"{where}: requests to other hosts {outside}"
+            pointing = [address for address in page.evaluate(DOM_URLS_JS) if _elsewhere(address, url)]
+            assert not pointing, f"{where}: the page points at other hosts {pointing}: " + str(page.evaluate(
+                """() => Array.from(document.querySelectorAll("[href], [src]")).filter((e) => !(e.href || e.src || "")
+                .startsWith(location.origin)).map((e) => e.parentElement.parentElement.outerHTML.slice(0, 600))"""))
+
+        # a hostile layer= and box= (reported as link problems), the hostile query folder
+        params = {"q": hostile_case.query, "layer": LINK, "box": IMAGE, "k": "12", "x": "1"}
+        page.goto(f"{url}/?{urlencode(params)}")
+        canvas = page.locator("canvas.upper-canvas")
+        canvas.wait_for(timeout=120_000)
+        page.get_by_text("This link could not be followed exactly").first.wait_for(timeout=60_000)
+        page.get_by_text("Draw on the query image").first.wait_for()
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+        assert "Sign in again](https" in page.inner_text("body")  # the parameter is shown, as text
+        assert_nothing_elsewhere("opened")
+
+        box = canvas.bounding_box()
+        scale = box["width"] / SIDE
+        start, end = (100, 110), (220, 230)
+        page.mouse.move(box["x"] + start[0] * scale, box["y"] + start[1] * scale)
+        page.mouse.down()
+        for step in range(1, 13):
+            page.mouse.move(box["x"] + (start[0] + (end[0] - start[0]) * step / 12) * scale,
+                            box["y"] + (start[1] + (end[1] - start[1]) * step / 12) * scale)
+        page.mouse.up()
+        results = hostile_case.images - 1
+        page.wait_for_function(GALLERY_LOADED_JS, arg=[1, results], timeout=60_000)
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)  # the score distribution
+        captions = page.locator(".st-key-gallery [data-testid='stImageCaption']").all_inner_texts()
+        assert captions[0].endswith("target.png") and any('<a href="https:evil.example">' in c for c in captions)
+        page.locator(".st-key-details-1 button").first.click()  # the match dialog
+        page.get_by_role("dialog").get_by_text("Every window position").first.wait_for(timeout=30_000)
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "browser-hostile.png"), full_page=True)
+        assert_nothing_elsewhere("searched")
+        page.keyboard.press("Escape")
+        for title in ("Compare", "Dataset map", "Units", "Feature caches"):  # every page, with the same search
+            page.get_by_role("link", name=title).click()
+            page.wait_for_timeout(1000)
+            page.wait_for_function(APP_IDLE_JS, timeout=60_000)
+            assert_nothing_elsewhere(title)
+
+        # a hostile model= stops at the model picker with its message
+        page.goto(f"{url}/?{urlencode({'model': '**md** <a href=https://evil.example>x</a> ' + IMAGE})}")
+        page.get_by_text("**md**").first.wait_for(timeout=60_000)
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+        assert_nothing_elsewhere("hostile model")
+        assert requests  # the listener saw the app's own requests
+        page.close()
+
+
+def _put_upload(url: str, session_id: str, xsrf: str, size: int, chunked: bool = False) -> int:
+    """PUT a multipart upload of ``size`` bytes to Streamlit's upload endpoint as the session; the HTTP status."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    boundary = "vfs-test-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "X-Xsrftoken": xsrf,
+               "Cookie": f"_streamlit_xsrf={xsrf}"}
+
+    def body():  # 64 KiB at a time, never the whole body in this process either
+        yield head
+        for start in range(0, size, 65536):
+            yield bytes(min(65536, size - start))
+        yield tail
+
+    try:
+        if chunked:  # no Content-Length: the server must count the bytes as they arrive
+            connection.request("PUT", f"/_stcore/upload_file/{session_id}/big", body=body(), headers=headers,
+                                encode_chunked=True)
+        else:
+            headers["Content-Length"] = str(len(head) + size + len(tail))
+            connection.request("PUT", f"/_stcore/upload_file/{session_id}/big", body=body(), headers=headers)
+        return connection.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):  # the server stopped reading: refused, before the end
+        return 413
+    finally:
+        connection.close()
+
+
+def test_the_server_refuses_an_upload_above_its_limit(constructed_case, browser):
+    """A client bypassing the uploader's own check is stopped by ``server.maxUploadSize`` (1 MB here) on loopback."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-upload-streamlit.log", max_upload_mb=1) as url:
+        sessions: list[str] = []
+
+        def read_frame(payload: bytes | str) -> None:
+            if isinstance(payload, bytes):
+                message = ForwardMsg()
+                message.ParseFromString(payload)
+                if message.WhichOneof("type") == "new_session":
+                    sessions.append(message.new_session.initialize.session_id)
+
+        page = browser.new_page()
+        page.on("websocket", lambda socket: socket.on("framereceived", read_frame))
+        page.goto(url)
+        page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
+        xsrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "_streamlit_xsrf")
+        assert sessions
+        assert _put_upload(url, sessions[0], xsrf, 10_000) == 204  # the session and token are right
+        assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024) == 413  # announced too large
+        assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024, chunked=True) == 413  # counted too large
+        assert _put_upload(url, "not-a-session", xsrf, 10_000) == 400
+        page.close()

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from notebooks.example_data import sketch
-from tests.support.app_cases import ConstructedCase, canvas_rect, draw, run_until
+from tests.support.app_cases import ConstructedCase, canvas_rect, draw, run_until, shown
 from vfs.cache.indexing import build_index
 from vfs.features.images import load_image
 from vfs.features.models import load_model
@@ -41,7 +41,7 @@ def chart(app, key: str) -> dict:
 
 
 def result_captions(app) -> list[str]:
-    return [caption for image in app.image for caption in image.captions if caption[:1].isdigit()]
+    return [caption for image in app.image for caption in map(shown, image.captions) if caption[:1].isdigit()]
 
 
 def searched_then_compare(dashboard, case: ConstructedCase):
@@ -140,5 +140,5 @@ def test_read_only_deployment_says_how_to_build_a_missing_cache(dashboard, compa
     app.selectbox(key="compare_layer:tf_efficientnet_lite0").set_value("blocks.3").run()
     app.button(key="compare_add").click().run()
     assert not app.exception
-    assert any("read-only" in warning.value and "vfs index" in warning.value for warning in app.warning)
+    assert any("read-only" in shown(warning.value) and "vfs index" in shown(warning.value) for warning in app.warning)
     assert not any(button.label.startswith("Build its cache") for button in app.button)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.support.app_cases import ConstructedCase, canvas_rect, draw
+from tests.support.app_cases import ConstructedCase, canvas_rect, draw, shown
 from vfs.dashboard.selection import display_path
 
 _WATCHED: list[str] = []  # real paths of folders nothing may read from
@@ -109,9 +109,9 @@ def opened(dashboard, served: Served, state: dict | None = None, **kwargs):
 def shows_nothing_secret(app) -> None:
     """The secret image's name is nowhere in the session or on the page (a typed path may name its folder)."""
     texts = [str(value) for value in app.session_state.values()]
-    texts += [element.value for kind in ("markdown", "caption", "error", "warning", "info")
+    texts += [shown(element.value) for kind in ("markdown", "caption", "error", "warning", "info")
               for element in getattr(app, kind)]
-    texts += [caption for image in app.image for caption in image.captions]
+    texts += [caption for image in app.image for caption in map(shown, image.captions)]
     assert not any("secret.jpg" in text for text in texts)
 
 
@@ -134,8 +134,9 @@ def test_a_deployment_opens_on_its_default_dataset_and_offers_only_served_folder
     assert any(key.startswith("canvas:") for key in app.session_state)  # the search page works
     data = display_path(served.case.data.resolve())
     second = display_path(served.second.resolve())
-    assert app.sidebar.selectbox(key="dataset_text").options == [
-        data, f"{data}/pasted", f"{data}/photos", second, f"{second}/leaky", f"{second}/photos"]  # not escape/
+    # not escape/, nor second/ and second/leaky/, which hold links that lead out and are refused when chosen
+    assert app.sidebar.selectbox(key="dataset_text").options == [data, f"{data}/pasted", f"{data}/photos",
+                                                                 f"{second}/photos"]
     app.sidebar.selectbox(key="dataset_text").select(f"{data}/photos").run()
     assert app.session_state["selection"].root == (served.case.data / "photos").resolve()
     assert seen == []
@@ -170,9 +171,9 @@ def test_a_typed_folder_outside_the_roots_is_refused_and_nothing_outside_is_read
     monkeypatch.chdir(served.second)  # so that ../outside is the secret folder's parent
     seen = watch_outside(served.outside)
     app = opened(dashboard, served, state={"dataset_text": _escape(template, served)})
-    assert ESCAPES[template] in app.sidebar.error[0].value
+    assert ESCAPES[template] in shown(app.sidebar.error[0].value)
     assert app.session_state["selection"] is None
-    assert "Choose a dataset folder" in app.info[0].value
+    assert "Choose a dataset folder" in shown(app.info[0].value)
     assert seen == []
     shows_nothing_secret(app)
 
@@ -182,14 +183,14 @@ def test_a_link_to_a_folder_outside_the_roots_is_refused(dashboard, served, watc
     monkeypatch.chdir(served.second)
     seen = watch_outside(served.outside)
     app = opened(dashboard, served, query_params={"data": _escape(template, served)})
-    assert ESCAPES[template] in app.sidebar.error[0].value
+    assert ESCAPES[template] in shown(app.sidebar.error[0].value)
     assert app.session_state["selection"] is None and seen == []
     shows_nothing_secret(app)
 
 
 def test_a_nul_byte_in_the_folder_is_refused(dashboard, served):
     app = opened(dashboard, served, state={"dataset_text": f"{served.case.data}\x00/../.."})
-    assert "NUL" in app.sidebar.error[0].value and app.session_state["selection"] is None
+    assert "NUL" in shown(app.sidebar.error[0].value) and app.session_state["selection"] is None
 
 
 @pytest.mark.parametrize("query", ["../../outside/secret/secret.jpg", "{outside}/secret/secret.jpg",
@@ -198,7 +199,7 @@ def test_a_nul_byte_in_the_folder_is_refused(dashboard, served):
 def test_a_link_query_outside_the_dataset_is_refused(dashboard, served, watch_outside, query):
     seen = watch_outside(served.outside)
     app = opened(dashboard, served, query_params={"q": _escape(query, served)})
-    assert "This link could not be followed exactly" in app.warning[0].value
+    assert "This link could not be followed exactly" in shown(app.warning[0].value)
     assert app.session_state["query"].dataset_path == served.case.query  # the dataset's first image instead
     assert seen == []
 
@@ -240,7 +241,7 @@ def test_models_the_deployment_does_not_offer_are_refused_without_loading(dashbo
     monkeypatch.setattr("app_pages.shared.common.load_model", lambda *args: loaded.append(args[0]))
     app = opened(dashboard, served, **({"state": {"model_name": name}} if how == "typed" else
                                        {"query_params": {"model": name}}))
-    assert message in app.sidebar.error[0].value
+    assert message in shown(app.sidebar.error[0].value)
     assert app.session_state["selection"] is None and loaded == []
 
 
@@ -252,7 +253,7 @@ def test_the_picker_offers_allowed_models_and_the_folder_s_files(dashboard, serv
     assert not app.exception
     model = app.session_state["selection"].model
     assert model.name == "tf_efficientnet_lite0" and model.weights == "file (tf_efficientnet_lite0--copy.safetensors)"
-    assert any("Weights: file tf_efficientnet_lite0--copy.safetensors" in c.value for c in app.sidebar.caption)
+    assert any("Weights: file tf_efficientnet_lite0--copy.safetensors" in shown(c.value) for c in app.sidebar.caption)
 
 
 # ---------------------------------------------------------------- uploads and read-only
@@ -270,9 +271,9 @@ def test_upload_limits_come_from_the_file(dashboard, served):
     uploader = app.file_uploader(key="upload")
     assert uploader.label == "An image of at most 1 MB" and uploader.proto.max_upload_size_mb == 1
     uploader.set_value(("wide.png", _png((200, 100)), "image/png")).run()
-    assert "wide.png: 200×100 = 20,000 pixels exceeds the limit of 10,000" in app.error[0].value
+    assert "wide.png: 200×100 = 20,000 pixels exceeds the limit of 10,000" in shown(app.error[0].value)
     app.file_uploader(key="upload").set_value(("heavy.png", b"\x89PNG" + bytes(1024 * 1024), "image/png")).run()
-    assert "uploads are limited to 1 MB" in app.error[0].value
+    assert "uploads are limited to 1 MB" in shown(app.error[0].value)
     app.file_uploader(key="upload").set_value(("small.png", _png((100, 90)), "image/png")).run()
     assert not app.error and app.session_state["query"].name == "small.png"
     draw(app, canvas_rect((10, 10, 60, 60), image_side=100))
@@ -286,7 +287,7 @@ def test_a_read_only_deployment_neither_builds_nor_deletes(dashboard, served):
     app = opened(dashboard, served, query_params={"data": str(served.second / "photos")})
     app.switch_page("app_pages/caches.py").run()
     assert not app.exception
-    assert "read-only" in app.info[0].value
+    assert "read-only" in shown(app.info[0].value)
     assert not any(button.label == "Delete…" for button in app.button)
     assert next(button for button in app.button if button.label == "Build or update this cache").disabled
     assert index_jobs().get(app.session_state["selection"].cache_path) is None
@@ -306,7 +307,7 @@ def test_sign_in_required_shows_only_the_sign_in_screen(dashboard, served, watch
     app.user = {"is_logged_in": False}
     app.run()
     assert not app.exception
-    assert "sign in first" in app.info[0].value
+    assert "sign in first" in shown(app.info[0].value)
     assert [button.label for button in app.button] == ["Sign in"]
     assert not app.sidebar.selectbox and "selection" not in app.session_state
     assert seen == []  # the dataset was not even listed
@@ -316,7 +317,7 @@ def test_sign_in_without_streamlit_auth_settings_stays_closed(dashboard, served)
     _sign_in_config(served)
     app = dashboard(None, VFS_CONFIG=str(served.config))  # AppTest's default user has no is_logged_in
     app.run()
-    assert "[auth] settings are missing" in app.error[0].value
+    assert "[auth] settings are missing" in shown(app.error[0].value)
     assert not app.button and "selection" not in app.session_state
 
 
@@ -326,13 +327,13 @@ def test_signed_in_visitors_on_the_list_see_the_dashboard_and_others_do_not(dash
     app.user = {"is_logged_in": True, "email": "ann@example.org", "name": "Ann"}
     app.run()
     assert not app.exception and app.session_state["selection"] is not None
-    assert any("Signed in as ann@example.org" in caption.value for caption in app.sidebar.caption)
+    assert any("Signed in as ann@example.org" in shown(caption.value) for caption in app.sidebar.caption)
     assert any(button.label == "Sign out" for button in app.sidebar.button)
 
     stranger = dashboard(None, VFS_CONFIG=str(served.config))
     stranger.user = {"is_logged_in": True, "email": "eve@example.com"}
     stranger.run()
-    assert "eve@example.com may not use this dashboard" in stranger.error[0].value
+    assert "eve@example.com may not use this dashboard" in shown(stranger.error[0].value)
     assert "selection" not in stranger.session_state
 
 
@@ -341,6 +342,22 @@ def test_a_broken_deployment_file_stops_the_app_with_its_message(dashboard, serv
     app = dashboard(None, VFS_CONFIG=str(served.config))
     app.run()
     assert not app.exception
-    message = app.error[0].value
+    message = shown(app.error[0].value)
     assert message.startswith("The dashboard cannot start: ") and "[datasets] roots" in message
     assert "selection" not in app.session_state
+
+
+def test_a_server_accepting_larger_uploads_than_the_deployment_does_not_start(dashboard, served):
+    """Only Streamlit's server.maxUploadSize stops an oversized body before it is in memory (issue #17)."""
+    from streamlit import config
+
+    served.write("[uploads]\nmax_mb = 1\n")
+    app = dashboard(None, VFS_CONFIG=str(served.config))
+    config.set_option("server.maxUploadSize", 5)  # the dashboard fixture puts the option back afterwards
+    app.run()
+    assert not app.exception
+    message = shown(app.error[0].value)
+    assert message.startswith("The dashboard cannot start: ") and "maxUploadSize = 1" in message
+    assert "selection" not in app.session_state and not app.file_uploader
+    config.set_option("server.maxUploadSize", 1)
+    assert "selection" in dashboard(None, VFS_CONFIG=str(served.config)).run().session_state  # at the limit it starts

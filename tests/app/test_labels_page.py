@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.support.app_cases import canvas_rect, draw
+from tests.support.app_cases import canvas_rect, draw, shown
 from vfs.analysis.labels import precision_at_k
 from vfs.cache.feature_cache import FeatureCache
 
@@ -26,7 +26,7 @@ def chart(app, key: str) -> dict:
 
 
 def result_captions(app) -> list[str]:
-    return [caption for image in app.image for caption in image.captions if caption[:1].isdigit()]
+    return [caption for image in app.image for caption in map(shown, image.captions) if caption[:1].isdigit()]
 
 
 def searched(dashboard, case, top_k: int = 4):

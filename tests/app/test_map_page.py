@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.support.app_cases import ConstructedCase, canvas_rect, draw
+from tests.support.app_cases import ConstructedCase, canvas_rect, draw, shown
 from vfs.analysis.dataset_map import ROOT
 
 MAP = "app_pages/map.py"
@@ -21,7 +21,7 @@ def gallery_paths(app) -> list[str]:
 
 
 def result_captions(app) -> list[str]:
-    return [caption for image in app.image for caption in image.captions if caption[:1].isdigit()]
+    return [caption for image in app.image for caption in map(shown, image.captions) if caption[:1].isdigit()]
 
 
 def test_map_shows_nested_clusters_of_every_image(dashboard, constructed_case):
@@ -51,10 +51,10 @@ def test_choosing_a_cluster_filters_the_search_gallery_until_cleared(dashboard, 
     assert not app.exception
     subset = app.session_state["gallery_subset"]
     assert subset.description == f"cluster {first}" and len(subset.paths) == trace["values"][trace["ids"].index(first)]
-    central = [caption for image in app.image for caption in image.captions]
+    central = [caption for image in app.image for caption in map(shown, image.captions)]
     assert central and all(any(caption.startswith(path.rsplit("/", 1)[-1]) for path in subset.paths)
                            for caption in central)
-    assert "gallery now shows" in app.info[0].value
+    assert "gallery now shows" in shown(app.info[0].value)
 
     app.switch_page("app_pages/search.py").run()
     app.switch_page(MAP).run()
@@ -63,7 +63,7 @@ def test_choosing_a_cluster_filters_the_search_gallery_until_cleared(dashboard, 
     draw(app, canvas_rect(constructed_case.patch_box))
     app.run()
     assert not app.exception
-    assert f"Filtered to cluster {first}" in app.info[0].value
+    assert f"Filtered to cluster {first}" in shown(app.info[0].value)
     assert set(gallery_paths(app)) == set(subset.paths)  # k = 12 is more than the cluster holds
     assert len(result_captions(app)) == len(subset.paths)
     app.button(key="clear_subset").click().run()
@@ -76,7 +76,7 @@ def test_choosing_a_cluster_filters_the_search_gallery_until_cleared(dashboard, 
     app.selectbox(key="map_cluster").set_value(first).run()
     app.slider(key="map_top").set_value(2).run()  # another map: the filter names a cluster of the old one
     assert app.selectbox(key="map_cluster").value == ROOT
-    assert f"filtered to cluster {first} of another map" in app.info[0].value
+    assert f"filtered to cluster {first} of another map" in shown(app.info[0].value)
     app.button(key="map_clear_earlier").click().run()
     assert app.session_state["gallery_subset"] is None
 
@@ -103,4 +103,4 @@ def test_map_without_a_cache_says_where_to_build_it(dashboard, constructed_case,
     app = dashboard(ConstructedCase(constructed_case.data, tmp_path / "empty"), VFS_READ_ONLY="1").run()
     app.switch_page(MAP).run()
     assert not app.exception
-    assert "no feature cache" in app.info[0].value
+    assert "no feature cache" in shown(app.info[0].value)

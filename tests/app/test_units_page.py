@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from tests.support.app_cases import ConstructedCase, canvas_rect, draw, run_until
+from tests.support.app_cases import ConstructedCase, canvas_rect, draw, run_until, shown
 from tests.support.data import package_photo
 from vfs.analysis.units import channel_contributions, top_activations
 from vfs.cache.feature_cache import FeatureCache
@@ -42,17 +42,17 @@ def test_details_list_the_channels_that_make_the_match(dashboard, constructed_ca
     assert [button.key for button in unit_buttons] == [f"unit-{c}" for c in expected[:5]]
     assert unit_buttons[0].label.startswith(f"blocks.6 #{expected[0]} · ")
     # the attribution runs the model backward, so only on demand
-    assert not any(caption.startswith("Why this match") for image in app.image for caption in image.captions)
+    assert not any(caption.startswith("Why this match") for image in app.image for caption in map(shown, image.captions))
 
     # a widget inside the dialog reruns the dialog: here, the whole script with the dialog opened again
     app.button(key="details-1").click()
     app.toggle(key="why-match").set_value(True).run()
     assert not app.exception, app.exception
-    (why,) = [caption for image in app.image for caption in image.captions if caption.startswith("Why this match")]
+    (why,) = [caption for image in app.image for caption in map(shown, image.captions) if caption.startswith("Why this match")]
     assert "gradient×activation at blocks.6" in why
     recomputed = float(why.rsplit("recomputed score ", 1)[1])
     assert abs(recomputed - app.session_state["last_search"].outcome.result.matches[0].score) < 2e-3
-    assert not any("Recomputed" in warning.value for warning in app.warning)
+    assert not any("Recomputed" in shown(warning.value) for warning in app.warning)
 
 
 def test_a_unit_of_the_match_opens_with_its_exemplars(dashboard, constructed_case):
@@ -65,7 +65,7 @@ def test_a_unit_of_the_match_opens_with_its_exemplars(dashboard, constructed_cas
     assert f"blocks.6 #{channel}" in [header.value for header in app.subheader]
     cache = FeatureCache.open(app.session_state["selection"].cache_path)
     expected = top_activations(cache, channel, app.slider(key="units_k").value)
-    captions = [caption for image in app.image for caption in image.captions]
+    captions = [caption for image in app.image for caption in map(shown, image.captions)]
     assert len(captions) == len(expected) == min(12, constructed_case.images)
     for caption, exemplar in zip(captions, expected):
         assert exemplar.path.rsplit("/", 1)[-1] in caption and f"cell {exemplar.cell}" in caption
@@ -80,7 +80,7 @@ def test_units_page_shows_k_exemplars_of_any_channel(dashboard, constructed_case
     app.slider(key="units_k").set_value(4).run()
     cache = FeatureCache.open(app.session_state["selection"].cache_path)
     expected = top_activations(cache, 17, 4)
-    captions = [caption for image in app.image for caption in image.captions]
+    captions = [caption for image in app.image for caption in map(shown, image.captions)]
     assert [caption.split(" ", 1)[0] for caption in captions] == ["1.", "2.", "3.", "4."]
     assert [f"{e.activation:.3f}" for e in expected] == [caption.split(" ")[1] for caption in captions]
     assert [e.path.rsplit("/", 1)[-1] for e in expected] == [caption.split(" · ")[2] for caption in captions]
@@ -90,7 +90,7 @@ def test_units_page_shows_k_exemplars_of_any_channel(dashboard, constructed_case
     assert app.number_input(key="units_channel").value == 17
     app.session_state["unit_request"] = ("blocks.5", 3)  # handed over for a layer the sidebar no longer selects
     app.run()
-    assert "blocks.5 #3 belongs to blocks.5" in app.warning[0].value
+    assert "blocks.5 #3 belongs to blocks.5" in shown(app.warning[0].value)
     assert app.number_input(key="units_channel").value == 17
 
 
@@ -102,4 +102,4 @@ def test_units_page_of_a_one_image_dataset_shows_its_one_exemplar(dashboard, tmp
     app.switch_page("app_pages/units.py").run()
     assert not app.exception, app.exception
     assert not [slider for slider in app.slider if slider.key == "units_k"]
-    assert [caption for image in app.image for caption in image.captions if "coffee.png" in caption]
+    assert [caption for image in app.image for caption in map(shown, image.captions) if "coffee.png" in caption]

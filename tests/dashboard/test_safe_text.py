@@ -15,7 +15,7 @@ from vfs.dashboard.config import AppConfig
 from vfs.dashboard.deployment import BYTES_PER_MB, DatasetRoots, ModelPolicy, UploadLimits, check_model_name
 from vfs.dashboard.plots import label_distribution, precision_figure, score_distribution, score_scatter
 from vfs.dashboard.query_images import load_upload
-from vfs.dashboard.safe_text import as_markdown_text, as_plotly_text, hide_paths
+from vfs.dashboard.safe_text import WORD_JOINER, as_markdown_text, as_plotly_text, hide_paths
 from vfs.errors import ImageError, ModelError
 
 #: What the probe of issue #17 put into links and file names, and more of the same kind.
@@ -36,7 +36,7 @@ HOSTILE = (
 
 def unescaped(markdown: str) -> str:
     """What CommonMark shows for text that is only backslash escapes and characters."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")  # U+2060 shows as nothing
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -47,6 +47,17 @@ def test_markdown_text_escapes_every_markup_character_and_keeps_one_line(text):
     assert not re.search(r"(?<!\\)[" + re.escape(string.punctuation.replace("\\", "")) + "]",
                          escaped.replace("\\\\", ""))
     assert unescaped(escaped) == " ".join(text.split("\n")).replace("  ", " ") or "\n" in text
+
+
+#: The text patterns that remark-gfm (mdast-util-gfm-autolink-literal) turns into links after escapes are resolved.
+GFM_TEXT_AUTOLINKS = (re.compile(r"(https?://|www(?=\.))([-.\w]+)([^ \t\r\n]*)", re.IGNORECASE),
+                      re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)"))
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_markdown_text_leaves_no_autolink_in_the_parsed_text(text):
+    parsed = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", as_markdown_text(text))  # the text node, joiners kept
+    assert not any(pattern.search(parsed) for pattern in GFM_TEXT_AUTOLINKS), parsed
 
 
 def test_markdown_text_reads_the_same_once_rendered():

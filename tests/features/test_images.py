@@ -120,3 +120,52 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="No images found"):
         build_index(tmp_path / "empty", model=None, layer=None)  # fails before the model is touched
+
+
+def _rgba16_png(path, width: int, height: int) -> None:
+    """A 16-bit RGBA PNG (PIL cannot write one), of compressible rows: small on disk, large decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + bytes(range(256)) * (width * 8 // 256) + bytes(width * 8 % 256)
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+PEAK_PROBE = """import resource, sys
+from vfs.features.images import load_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = load_image(sys.argv[1], max_pixels=int(sys.argv[2]))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(image.mode, image.size[0], image.size[1], (after - before) * 1024)
+"""
+
+
+def test_decoding_a_16_bit_rgba_png_near_the_pixel_limit_keeps_memory_bounded(tmp_path):
+    """Peak memory (ru_maxrss of a fresh process: PIL allocates in C, out of tracemalloc's sight) of decoding a
+    16-bit RGBA PNG just under the pixel limit stays within two decoded copies of 4 bytes per pixel."""
+    import subprocess
+    import sys
+
+    width, height, limit = 3000, 2600, 8_000_000
+    _rgba16_png(tmp_path / "deep.png", width, height)
+    run = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(tmp_path / "deep.png"), str(limit)],
+                         capture_output=True, text=True, check=True, timeout=120)
+    mode, shown_width, shown_height, peak = run.stdout.split()
+    assert (mode, int(shown_width), int(shown_height)) == ("RGB", width, height)
+    decoded = width * height * 4  # PIL holds RGBA and RGB in four bytes a pixel
+    assert int(peak) < 2.5 * decoded, f"decoding took {int(peak) / 1e6:.0f} MB more, {decoded / 1e6:.0f} MB decoded"
+
+
+def test_a_byte_budget_refuses_before_decoding_and_a_draft_decodes_a_large_jpeg_smaller(tmp_path):
+    Image.new("RGB", (1600, 1200), (10, 200, 30)).save(tmp_path / "big.jpg", quality=90)
+    with pytest.raises(ImageError, match="bytes, more than the limit"):
+        load_image(tmp_path / "big.jpg", max_bytes=1600 * 1200 * 4 - 1)
+    assert load_image(tmp_path / "big.jpg").size == (1600, 1200)
+    drafted = load_image(tmp_path / "big.jpg", draft_side=300)
+    assert drafted.size == (400, 300) and drafted.mode == "RGB"  # 1/4 scale: the smallest covering 300 a side

@@ -8,6 +8,8 @@ the target first (with the query excluded), at the patch's place.
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +18,15 @@ from pathlib import Path
 from PIL import Image
 
 from tests.support.data import package_photo
+from vfs.dashboard.safe_text import WORD_JOINER
 
 SIDE = 448  # 7×7 grid cells of 64 pixels
 CANVAS_SIDE = 480  # app_pages/search.py shows a square image at this size
 DISTRACTORS = ("astronaut.png", "camera.png", "coffee.png", "coins.png", "rocket.jpg", "chelsea.png",
                "hubble_deep_field.jpg", "gravel.png", "moon.png")
+#: Link parameters and file names that hold markup (issue #17): a link to another host, an image fetched from one.
+LINK = "[Sign in again](https://evil.example/login)"
+IMAGE = "![t](http://127.0.0.1:9/track.png)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,29 @@ def make_constructed_dataset(folder: Path) -> None:
     target.save(folder / "pasted" / "target.png")
     for name in DISTRACTORS:
         _photo(name).save(folder / "photos" / f"{Path(name).stem}.jpg", quality=90)
+
+
+# CommonMark: a backslash before any ASCII punctuation character shows that character literally
+_BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def shown(markdown_source: str) -> str:
+    """The text a browser displays for ``markdown_source`` as far as escapes go: AppTest returns the markdown
+    source, in which the app backslash-escapes visitor- and file-controlled text (``target\\.png``) and puts
+    invisible word joiners where an autolink would start (see :mod:`vfs.dashboard.safe_text`)."""
+    return _BACKSLASH_ESCAPE.sub(r"\1", markdown_source).replace(WORD_JOINER, "")  # an invisible character
+
+
+def make_hostile_dataset(constructed: Path, folder: Path) -> tuple[str, str]:
+    """The constructed dataset copied to ``folder``, its query folder named like a link and its photos like
+    markdown, HTML and plotly tags; returns the query and target paths."""
+    pasted = folder / "[Sign in again](https:evil.example)"
+    photos = folder / "<b>x<br>y ![t](http:127.0.0.1:9) **md**"
+    shutil.copytree(constructed / "pasted", pasted)
+    photos.mkdir()
+    for number, photo in enumerate(sorted((constructed / "photos").iterdir())):
+        shutil.copy(photo, photos / f'<a href="https:evil.example">click here< **md** {number}.jpg')
+    return f"{pasted.name}/query.png", f"{pasted.name}/target.png"
 
 
 def canvas_key(app: object) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_cases import ConstructedCase, make_constructed_dataset
+from tests.support.app_cases import ConstructedCase, make_constructed_dataset, make_hostile_dataset
 from vfs.cache.indexing import build_index
 from vfs.features.models import load_model
 
@@ -32,6 +32,15 @@ def private_case(constructed_case: ConstructedCase, tmp_path: Path) -> Construct
     cache_dir = tmp_path / "cache"
     shutil.copytree(constructed_case.cache_dir, cache_dir)
     return ConstructedCase(constructed_case.data, cache_dir)
+
+
+@pytest.fixture
+def hostile_case(constructed_case: ConstructedCase, tmp_path: Path) -> ConstructedCase:
+    """The constructed dataset (and its cache), its query folder named like a link and its photos like markup."""
+    query, target = make_hostile_dataset(constructed_case.data, tmp_path / "data")
+    model = load_model()
+    build_index(tmp_path / "data", model, model.default_layer, cache_dir=tmp_path / "cache")
+    return ConstructedCase(tmp_path / "data", tmp_path / "cache", query=query, target=target)
 
 
 @pytest.fixture

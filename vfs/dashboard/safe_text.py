@@ -17,15 +17,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # CommonMark lets any ASCII punctuation be escaped with a backslash and shows it literally; escaping
-# all of it also breaks GFM's autolinks (``https://``, ``www.``, ``a@b.c``) and Streamlit's own syntax.
+# all of it also breaks Streamlit's own syntax and the autolinks that the parser itself recognises.
 _MARKDOWN_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+# Escapes do not stop everything: Streamlit's markdown (remark-gfm) also turns ``http(s)://…``, ``www.…`` and
+# ``a@b.c`` found in the parsed *text*, after escapes are resolved, into links. An invisible WORD JOINER (U+2060)
+# where those begin (before ``://`` and ``@``, after ``www``) keeps them from being recognised; the text reads the same.
+_AUTOLINK_STARTS = re.compile(r"(?=://)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 # A line break would end a list item or paragraph and start a new block that the app did not write.
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
 
 
 def as_markdown_text(value: object) -> str:
     """``str(value)`` escaped so that Streamlit's markdown shows it literally, on one line."""
-    one_line = _LINE_BREAKS.sub(" ", str(value))
+    one_line = _AUTOLINK_STARTS.sub(WORD_JOINER, _LINE_BREAKS.sub(" ", str(value)))
     return _MARKDOWN_PUNCTUATION.sub(lambda found: "\\" + found.group(), one_line)
 
 

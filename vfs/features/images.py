@@ -107,10 +107,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+#: Bytes per pixel that PIL's decoder allocates for a mode (RGB is stored in four bytes, like RGBA).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_DEFAULT_MODE_BYTES = 4
+
+
+def decoded_bytes(image: Image.Image) -> int:
+    """The bytes ``image.load()`` allocates for its pixels (width × height × bytes per pixel of its mode)."""
+    width, height = image.size
+    return width * height * _MODE_BYTES.get(image.mode, _DEFAULT_MODE_BYTES)
+
+
+def load_image(source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int | None = None, draft_side: int | None = None) -> Image.Image:
     """Decode an image to RGB with EXIF orientation applied (first frame of animations).
 
-    Raises :class:`ImageError` with a one-line reason for anything that cannot be used.
+    ``max_bytes`` bounds the decoded pixels' memory (default: four bytes for each of ``max_pixels``), checked
+    before anything is decoded. ``draft_side`` lets a JPEG decode at a reduced scale (DCT scaling) that still
+    covers ``draft_side`` pixels on each side: for callers that only resize it down (the returned size is then
+    smaller than the file's). Raises :class:`ImageError` with a one-line reason for anything that cannot be used.
     """
     name = "image" if isinstance(source, (bytes, Image.Image)) else str(source)
     try:
@@ -124,6 +139,12 @@ def load_image(source: str | Path | bytes | Image.Image, max_pixels: int = DEFAU
         if width * height > max_pixels:
             raise ImageError(f"{name}: {width}×{height} = {width * height:,} pixels exceeds the limit of "
                              f"{max_pixels:,} (possible decompression bomb)")
+        if draft_side is not None and image.format == "JPEG" and min(width, height) >= 2 * draft_side:
+            image.draft("RGB", (draft_side, draft_side))  # the smallest 1/2, 1/4, 1/8 scale still covering it
+        budget = max_pixels * _DEFAULT_MODE_BYTES if max_bytes is None else max_bytes
+        if not isinstance(source, Image.Image) and decoded_bytes(image) > budget:
+            raise ImageError(f"{name}: decoding {width}×{height} ({image.mode}) needs {decoded_bytes(image):,} "
+                             f"bytes, more than the limit of {budget:,}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.seek(0)
