@@ -314,7 +314,8 @@ def workspace(current: Selection) -> None:
             st.error(str(exc))
             return
         result = shown.outcome.result
-        st.caption(describe_search(shown.outcome, len(search.cache)))
+        from vfs.similarity.kernel import fallback_note  # says so where the kernel was not built
+        st.caption(describe_search(shown.outcome, len(search.cache)) + fallback_note(result.backend))
         if not result.matches:
             st.info("No image to show (is the query the only image?).")
             return

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_cache
-from vfs import _native
+from vfs.similarity import kernel as _native
 from vfs.search import Query, TorchBackend, get_backend, search
 from vfs.sharded import ShardedBackend
 
