@@ -56,7 +56,6 @@ def test_every_isa_equals_brute_force(tmp_path, isa, grid, channels):
         for i in range(len(features)):  # windows agree unless two windows tie within rounding
             if i != 1 and tuple(result.windows[i]) != tuple(expected_windows[i]):
                 y, x = result.windows[i]
-                h, w = query.window_shape
                 assert abs(backend.window_scores(features[i:i + 1], _norms(features[i:i + 1]), query)[0, y, x]
                            - expected_scores[i]) < 2e-6
 

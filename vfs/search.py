@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vfs.similarity import kernel as _native
 from vfs.cache import FeatureCache
 from vfs.errors import MaskError, VfsError
 from vfs.geometry import Box, grid_bounds, window_to_box
+from vfs.similarity import kernel as _native
 
 if TYPE_CHECKING:
     import torch
@@ -246,9 +246,9 @@ class TorchBackend(SimilarityBackend):
 
     def runs_on(self, grid: int, query: Query) -> str:
         """What scans ``query`` on a ``grid``: ``fused-<isa>``, or ``torch-cpu``/``torch-cuda``."""
-        if self.device_type == "cpu" and self.strategy in (None, "fused"):
-            if _native.NativePlan.supported(grid, *query.window_shape) and self._kernel() is not None:
-                return self._kernel().backend
+        if (self.device_type == "cpu" and self.strategy in (None, "fused")
+                and _native.NativePlan.supported(grid, *query.window_shape) and self._kernel() is not None):
+            return self._kernel().backend
         return f"torch-{self.device_type}"
 
     def _chunk_rows(self, cache_or_shape: tuple[int, int, int]) -> int:

@@ -187,7 +187,20 @@ static inline vf vhalf_sc(const uint16_t *p) {
     memcpy(&out, &o, sizeof out);
     return out;
 }
-#define VHALF(p) vhalf_sc((const uint16_t *)(p))
+/* the conversion through a table of all 65536 float16 values (256 KB, built once when the library
+   loads): about 2 operations per value instead of 5 for the bit manipulation above, which stays as
+   the table's builder and the reference */
+static float half_table_sc[65536];
+__attribute__((constructor)) static void half_table_init_sc(void) {
+    for (uint32_t i = 0; i < 65536; i += 4) {
+        const uint16_t h[4] = {(uint16_t)i, (uint16_t)(i + 1), (uint16_t)(i + 2), (uint16_t)(i + 3)};
+        vstore_sc(half_table_sc + i, vhalf_sc(h));
+    }
+}
+static inline vf vhalf_table_sc(const uint16_t *p) {
+    return (vf){half_table_sc[p[0]], half_table_sc[p[1]], half_table_sc[p[2]], half_table_sc[p[3]]};
+}
+#define VHALF(p) vhalf_table_sc((const uint16_t *)(p))
 #define VSUM(v) ((v)[0] + (v)[1] + (v)[2] + (v)[3])
 #define NB 3
 #define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : 4)
@@ -196,17 +209,7 @@ static inline vf vhalf_sc(const uint16_t *p) {
 #else
 #error "the portable kernel needs GCC or clang (vector extensions)"
 #endif
-static inline float half1_sc(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) bits = sign;
-        else { exp = 127 - 15 + 1; while (!(man & 0x400)) { man <<= 1; exp--; } man &= 0x3ff;
-               bits = sign | (exp << 23) | (man << 13); }
-    } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
-    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    float f; memcpy(&f, &bits, 4); return f;
-}
-#define HALF1(h) half1_sc(h)
+#define HALF1(h) half_table_sc[(uint16_t)(h)]
 
 #else
 #error "define one of ISA_AVX512, ISA_AVX2, ISA_NEON, ISA_SCALAR"
