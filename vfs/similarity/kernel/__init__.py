@@ -65,9 +65,9 @@ _NEEDS = {"avx512": ("avx512f", "avx2", "fma", "f16c", "os_zmm"), "avx2": ("avx2
 #: most passes of the direct cells kernel: isa.h's constants, for NativePlan.choose.
 ISA_SHAPES = {
     "avx512": (16, 4, lambda n: 9 if n <= 3 else 6, 12),
-    "avx2": (8, 3, lambda n: 9 if n == 1 else 6 if n == 2 else 4, 12),
+    "avx2": (8, 4, lambda n: 9 if n == 1 else 6 if n == 2 else 4 if n == 3 else 2, 12),
     "neon": (4, 4, lambda n: 9 if n <= 3 else 6, 24),
-    "scalar": (4, 3, lambda n: 9 if n == 1 else 6 if n == 2 else 4, 24),
+    "scalar": (4, 4, lambda n: 9 if n == 1 else 6 if n == 2 else 4 if n == 3 else 2, 24),
 }
 
 _lock = threading.Lock()
@@ -311,21 +311,17 @@ class NativePlan:
         machine class (2-core Sapphire Rapids) with A/B runs of every window shape from 1×1 to 6×6 at
         G=7 and G=14 (see bench/RESULTS.md), in units of ``isa``'s vectors (its width and register
         blocks, as in isa.h)."""
-        lanes, block, maxm, max_passes = ISA_SHAPES.get(isa, ISA_SHAPES["avx512"])
+        lanes, _, _, max_passes = ISA_SHAPES.get(isa, ISA_SHAPES["avx512"])
         gg = grid * grid
         full, tail = divmod(gg, lanes)
         length = (grid - h) * grid + grid - w + 1
         shift_cost = active * (-(-length // 16) * 16 // lanes) * 0.9  # load-bound: unaligned loads
-        passes = converts = 0
-        for start in range(0, full, block):
-            width = min(block, full - start)
-            groups = -(-active // maxm(width))
-            passes += groups
-            converts += groups * width
-        if full >= 1 and tail <= 4 and passes <= max_passes:  # the register-only direct kernel (float16 read in place)
-            cells_cost = (active * full + converts) * 0.5
+        direct_cost, passes = block_cost(full, active, isa, convert=True) if full >= 1 else (1 << 30, 0)
+        scratch_cost, _ = block_cost(full + (tail > 4), active, isa, convert=False)
+        if full >= 1 and tail <= 4 and passes <= max_passes and direct_cost <= scratch_cost + 2 * full:
+            cells_cost = direct_cost * 0.5  # the register-only direct kernel (float16 read in place)
         else:  # rows converted once into an L1 scratch, then a register-blocked GEMM
-            cells_cost = active * (full + (tail > 4)) * 0.8
+            cells_cost = scratch_cost * 0.8
         if not cls.fits("cells", grid, h, w, active):
             return "shift"
         return "cells" if cells_cost <= shift_cost else "shift"
@@ -333,6 +329,24 @@ class NativePlan:
     @classmethod
     def supported(cls, grid: int, h: int, w: int) -> bool:
         return cls.fits("dense" if (h, w) == (grid, grid) else "shift", grid, h, w, 1)
+
+
+def block_cost(full: int, active: int, isa: str, convert: bool) -> tuple[int, int]:
+    """scan.h's block_rows: FMA-port operations per channel of the cells kernel's best register
+    block (conversions where ``convert``, FMAs, at least 8 per pass), and its number of passes."""
+    _, most, maxm, _ = ISA_SHAPES.get(isa, ISA_SHAPES["avx512"])
+    best = (1 << 30, 0)
+    for n in range(1, most + 1):
+        cost = passes = 0
+        for start in range(0, full, n):
+            width = min(n, full - start)
+            for group in range(0, active, maxm(width)):
+                ops = width * min(maxm(width), active - group) + (width if convert else 0)
+                cost += max(ops, 8)
+                passes += 1
+        if cost <= best[0]:  # ties: the wider block (fewer passes), as in scan.h
+            best = (cost, passes)
+    return best
 
 
 def _cgroup_cpus() -> float | None:

@@ -88,8 +88,8 @@ static inline float vsum_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 #define VSUM(v) vsum_avx2(v)
-#define NB 3
-#define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : 4)   /* n*m + n + 1 <= 16 registers */
+#define NB 4
+#define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : (n) == 3 ? 4 : 2)   /* n*m + n + 1 <= 16 registers */
 #define MAXV 6
 #define DIRECT_PASSES_DEFAULT 12
 #define HALF1(h) _cvtsh_ss(h)
@@ -202,8 +202,8 @@ static inline vf vhalf_table_sc(const uint16_t *p) {
 }
 #define VHALF(p) vhalf_table_sc((const uint16_t *)(p))
 #define VSUM(v) ((v)[0] + (v)[1] + (v)[2] + (v)[3])
-#define NB 3
-#define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : 4)
+#define NB 4
+#define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : (n) == 3 ? 4 : 2)
 #define MAXV 6
 #define DIRECT_PASSES_DEFAULT 24
 #else

@@ -15,6 +15,9 @@
 #define PREFETCH_BYTES 4096     /* software prefetch distance (measured 10-30% faster than none) */
 #define MAXV16 8                /* slack, in 16-float units, after the scratch rows */
 
+#ifndef VFS_PF_NEXT
+#define VFS_PF_NEXT 1           /* direct kernel: prefetch the next image's rows during the first pass */
+#endif
 #ifndef DIRECT_PASSES
 #define DIRECT_PASSES DIRECT_PASSES_DEFAULT
 #endif
@@ -154,15 +157,18 @@ static void cells_##N##_##M(const float *x, int cb, int gp, const float *kern, i
    of a row (G*G mod VW <= 4 of them) go to col. */
 #define DIRECT(N, M)                                                                             \
 static void direct_##N##_##M(const uint16_t *f, int C, int gg, const float *kern, int K,         \
-                             float *T, int ts, float *col, int tail) {                           \
+                             float *T, int ts, float *col, int tail, int pf) {                   \
     vf a[M][N];                                                                                  \
     UNROLL for (int k = 0; k < M; k++)                                                           \
         UNROLL for (int v = 0; v < N; v++) a[k][v] = VZERO();                                    \
+    const int64_t image = (int64_t)C * gg;                                                       \
     for (int c = 0; c < C; c++) {                                                                \
         const uint16_t *row = f + (int64_t)c * gg;                                               \
         const float *kc = kern + (int64_t)c * K;                                                 \
-        PREFETCH((const char *)row + PREFETCH_BYTES);                                            \
-        PREFETCH((const char *)row + PREFETCH_BYTES + 64);                                       \
+        /* first pass: the same row of the next image streams in (passes over other columns     \
+           of this image then find all of it in cache) */                                        \
+        if (VFS_PF_NEXT && pf) for (int b = 0; b < 2 * gg; b += 64) PREFETCH((const char *)(row + image) + b); \
+        if (!VFS_PF_NEXT) { PREFETCH((const char *)row + PREFETCH_BYTES); PREFETCH((const char *)row + PREFETCH_BYTES + 64); } \
         vf xv[N];                                                                                \
         UNROLL for (int v = 0; v < N; v++) xv[v] = VHALF(row + VW * v);                          \
         for (int t = 0; t < tail; t++) col[(int64_t)t * C + c] = f16_to_f32(row[VW * N + t]);    \
@@ -181,7 +187,7 @@ static void direct_##N##_##M(const uint16_t *f, int C, int gg, const float *kern
 #define BOTH_N(N) BOTH(N, 1) BOTH(N, 2) BOTH(N, 3) BOTH(N, 4) BOTH(N, 5) BOTH(N, 6) BOTH(N, 7) BOTH(N, 8) BOTH(N, 9)
 BOTH_N(1) BOTH_N(2) BOTH_N(3) BOTH_N(4)
 typedef void (*cells_fn)(const float *, int, int, const float *, int, float *, int);
-typedef void (*direct_fn)(const uint16_t *, int, int, const float *, int, float *, int, float *, int);
+typedef void (*direct_fn)(const uint16_t *, int, int, const float *, int, float *, int, float *, int, int);
 #define CELLS_ROW(N) {0, cells_##N##_1, cells_##N##_2, cells_##N##_3, cells_##N##_4, cells_##N##_5, \
                       cells_##N##_6, cells_##N##_7, cells_##N##_8, cells_##N##_9}
 #define DIRECT_ROW(N) {0, direct_##N##_1, direct_##N##_2, direct_##N##_3, direct_##N##_4, direct_##N##_5, \
@@ -189,11 +195,43 @@ typedef void (*direct_fn)(const uint16_t *, int, int, const float *, int, float 
 static const cells_fn CELLS_FNS[5][10] = {{0}, CELLS_ROW(1), CELLS_ROW(2), CELLS_ROW(3), CELLS_ROW(4)};
 static const direct_fn DIRECT_FNS[5][10] = {{0}, DIRECT_ROW(1), DIRECT_ROW(2), DIRECT_ROW(3), DIRECT_ROW(4)};
 
+/* The register block of the cells kernels: N row vectors (by up to MAXM(N) active cells) chosen
+   for the fewest cycles per channel, counted in FMA-port operations: N conversions per pass where
+   the kernel converts float16 itself (direct), N*M FMAs, and at least 8 per pass (4-cycle FMA
+   latency on 2 ports: fewer independent accumulators leave the ports idle). */
+static int block_cost(int nfull, int K, int n, int convert, int *passes) {
+    int cost = 0;
+    *passes = 0;
+    for (int pb = 0; pb < nfull; pb += n) {
+        const int bn = nfull - pb < n ? nfull - pb : n, maxm = MAXM(bn);
+        for (int kg = 0; kg < K; kg += maxm) {
+            const int m = K - kg < maxm ? K - kg : maxm, ops = bn * m + (convert ? bn : 0);
+            cost += ops > 8 ? ops : 8;
+            ++*passes;
+        }
+    }
+    return cost;
+}
+
+static int block_rows(int nfull, int K, int convert, int *cost, int *passes) {
+    int best = 1, best_cost = 1 << 30, best_passes = 0;
+    for (int n = 1; n <= NB; n++) {
+#ifdef VFS_FIXED_NB
+        if (n != (nfull < VFS_FIXED_NB ? nfull : VFS_FIXED_NB)) continue;
+#endif
+        int p, c = block_cost(nfull, K, n, convert, &p);
+        if (c <= best_cost) { best = n; best_cost = c; best_passes = p; }  /* ties: fewer passes */
+    }
+    if (cost) *cost = best_cost;
+    if (passes) *passes = best_passes;
+    return best;
+}
+
 /* gp: row stride, a multiple of VW; T rows of stride ts */
-static void cells(const float *x, int cb, int gp, int K, const float *kern, float *T, int tstride) {
+static void cells(const float *x, int cb, int gp, int K, const float *kern, float *T, int tstride, int nb) {
     const int nvg = gp / VW;
-    for (int pb = 0; pb < nvg; pb += NB) {
-        int n = nvg - pb < NB ? nvg - pb : NB;
+    for (int pb = 0; pb < nvg; pb += nb) {
+        int n = nvg - pb < nb ? nvg - pb : nb;
         const int maxm = MAXM(n);
         for (int kg = 0; kg < K; kg += maxm) {
             int m = K - kg < maxm ? K - kg : maxm;
@@ -310,16 +348,12 @@ int EXPORT(vfs_scan)(const uint16_t *feats, const float *norms2, int64_t n, int 
     const int nfull = gg / VW, tail = gg % VW;
     /* cells mode: a short tail of cells (1 at 7x7, 4 at 14x14 with 16 lanes) is kept out of the
        vector rows and correlated as columns over channels, so no FMA works on a mostly empty vector */
-    int direct;  /* the register-only kernel reads the float16 rows itself */
-    {   /* passes over the image: blocks of up to NB row vectors times groups of active cells */
-        int passes = 0;
-        for (int pb = 0; pb < nfull; pb += NB) {
-            const int bn = nfull - pb < NB ? nfull - pb : NB;
-            passes += (K + MAXM(bn) - 1) / MAXM(bn);
-        }
-        direct = mode == MODE_CELLS && nfull >= 1 && tail <= 4 && (int64_t)C * tail <= SCRATCH_FLOATS &&
-                 passes <= DIRECT_PASSES;
-    }
+    int direct, direct_cost, passes, scratch_cost;  /* direct: the register-only kernel reads the float16 rows itself */
+    const int nb_direct = nfull >= 1 ? block_rows(nfull, K, 1, &direct_cost, &passes) : 1;
+    const int nb_scratch = block_rows(mode == MODE_CELLS && tail > 4 ? nfull + 1 : nfull, K, 0, &scratch_cost, NULL);
+    /* the scratch path converts each row once (and stores it): 2 operations per vector */
+    direct = mode == MODE_CELLS && nfull >= 1 && tail <= 4 && (int64_t)C * tail <= SCRATCH_FLOATS &&
+             passes <= DIRECT_PASSES && direct_cost <= scratch_cost + 2 * nfull;
     const int split = !direct && mode == MODE_CELLS && tail > 0 && tail <= 4 && nfull >= 1 &&
                       16 * K * tail <= MAXTACC;
     const int stride = mode == MODE_CELLS ? (split ? VW * nfull : ts) : gg;
@@ -364,12 +398,13 @@ int EXPORT(vfs_scan)(const uint16_t *feats, const float *norms2, int64_t n, int 
             continue;
         }
         if (direct) {
-            for (int pb = 0; pb < nfull; pb += NB) {
-                const int bn = nfull - pb < NB ? nfull - pb : NB, maxm = MAXM(bn);
+            for (int pb = 0; pb < nfull; pb += nb_direct) {
+                const int bn = nfull - pb < nb_direct ? nfull - pb : nb_direct, maxm = MAXM(bn);
                 for (int kg = 0; kg < K; kg += maxm) {
                     const int m = K - kg < maxm ? K - kg : maxm;
                     const int t = kg == 0 && pb + bn == nfull ? tail : 0;  /* the tail follows the last block */
-                    DIRECT_FNS[bn][m](f + VW * pb, C, gg, kern + kg, K, T + (int64_t)kg * ts + VW * pb, ts, scratch, t);
+                    DIRECT_FNS[bn][m](f + VW * pb, C, gg, kern + kg, K, T + (int64_t)kg * ts + VW * pb, ts, scratch, t,
+                                      pb == 0 && kg == 0);
                 }
             }
             for (int k = 0; k < K; k++)
@@ -388,13 +423,13 @@ int EXPORT(vfs_scan)(const uint16_t *feats, const float *norms2, int64_t n, int 
                     convert(s, scratch + (int64_t)r * stride, VW * nfull, ahead);
                     for (int t = 0; t < tail; t++) col[t][r] = f16_to_f32(s[VW * nfull + t]);
                 }
-                cells(scratch, m, stride, K, kern + (int64_t)c0 * K, T, ts);
+                cells(scratch, m, stride, K, kern + (int64_t)c0 * K, T, ts, nb_scratch);
                 for (int k = 0; k < K; k++)
                     for (int t = 0; t < tail; t++)
                         dot_acc(kern_t + (int64_t)k * C + c0, col[t], m, tacc + 16 * (k * tail + t));
             } else {
                 for (int r = 0; r < m; r++) convert(src + (int64_t)r * gg, scratch + (int64_t)r * stride, gg, ahead);
-                cells(scratch, m, stride, K, kern + (int64_t)c0 * K, T, ts);
+                cells(scratch, m, stride, K, kern + (int64_t)c0 * K, T, ts, nb_scratch);
             }
         }
         if (split)
