@@ -98,8 +98,23 @@ def case_figures(t_vfs: float, t_ref: float, t_torch: float, mem_1: float, mem_a
             "memory_stream_ratio_all_cores": round(t_vfs / mem_all, 2)}
 
 
+def compute_bound_ms(isa: str, cache: FeatureCache, query: Query, images: int, threads: int, repeats: int) -> float:
+    """The kernel alone on 16 images that stay in each core's L2 cache, scanned over and over to make
+    ``images``: its time with (almost) no memory traffic, i.e. the cycles of the arithmetic itself."""
+    shard = cache.shards[0]
+    block, norms = np.ascontiguousarray(shard.features[:16]), np.ascontiguousarray(shard.cell_norms2[:16])
+    plan = _native.NativePlan(query.kernel, query.weights, cache.grid, isa=isa)
+    copies = max(threads * 8, images // len(block))
+    best, flat = np.empty(len(block), np.float32), np.empty(len(block), np.int64)
+    segments = [(block, norms, best, flat, None)] * copies
+    kernel = _native.load(isa)
+    kernel.scan(segments[: threads * 8], plan, threads=threads)
+    took = min(timed(lambda: kernel.scan(segments, plan, threads=threads)) for _ in range(repeats))
+    return took * images / (copies * len(block)) * 1e3
+
+
 def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: int, threads: int,
-                isas: list[str]) -> dict:
+                isas: list[str], breakdown: bool = False) -> dict:
     n, c, g = len(cache), cache.channels, cache.grid
     masks = grid_masks(g)
     picks = [int(round(n * (i + 1) / (queries + 1))) for i in range(queries)]
@@ -160,6 +175,12 @@ def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: in
         top, left, bottom, right = Query(qfeats[0], m).bounds
         per_isa = {isa: {**case_figures(t[isa], t["reference"], t["torch"], mem_1, mem_all), **checks[name][isa]}
                    for isa in engines}
+        if breakdown:  # where the time goes: the arithmetic alone (cache-resident) against the memory floor
+            for isa in engines:
+                if isa in _native.ISAS:
+                    alone = compute_bound_ms(isa, cache, Query(qfeats[0], m), n, threads, repeats)
+                    per_isa[isa].update(kernel_compute_bound_ms=round(alone, 2),
+                                        compute_bound_ratio_all_cores=round(alone / 1e3 / mem_all, 2))
         first = next(iter(engines))
         cases[name] = {
             "window": [bottom - top, right - left], "active_cells": int((m > 0).sum()),
@@ -222,7 +243,10 @@ def markdown(report: dict) -> str:
                              f"{isa} | {fig['vfs_ms']} | {case['torch_chunked_ms']} ({case['torch_strategy']}) | "
                              f"{case['reference_ms']} | {fig['speedup_vs_reference']}× | "
                              f"{fig['speedup_vs_torch_chunked']}× | {fig['memory_stream_ratio']} | "
-                             f"{fig['memory_stream_ratio_all_cores']} | {fig['topk_identical']} | "
+                             f"{fig['memory_stream_ratio_all_cores']}"
+                             + (f" (arithmetic alone {fig['compute_bound_ratio_all_cores']})"
+                                if "compute_bound_ratio_all_cores" in fig else "")
+                             + f" | {fig['topk_identical']} | "
                              f"{fig['max_score_diff_topk']:.1e} / {fig['max_score_diff_all_images']:.1e} |")
         lines.append("")
     return "\n".join(lines)
@@ -241,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isa", default=None,
                         help="fused kernel instruction sets to time side by side, comma-separated, or 'all' (every "
                              "one this CPU runs); default: the one the dispatch (or VFS_KERNEL_ISA) chooses")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each kernel on L2-resident images (its arithmetic alone, no memory traffic)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-append", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args(argv)
@@ -263,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         cache, index_info[layer] = ensure_cache(data, model, layer, Path(args.cache_dir))
         print(f"[bench.search] {layer}: {len(cache)} images, {cache.channels}×{cache.grid}×{cache.grid}",
               file=sys.stderr)
-        results[layer] = bench_layer(cache, args.queries, args.repeats, args.ref_repeats, threads, isas)
+        results[layer] = bench_layer(cache, args.queries, args.repeats, args.ref_repeats, threads, isas,
+                                     args.breakdown)
     report = {"benchmark": "search", "date": now(), "command": command_line(), "machine": info,
               "data": str(data), "model": model.label, "layers": results, "index": index_info,
               "kernel": (f"fused C kernel {kernel.path.name} ({_native.info()['kernel']['built_with']}), dispatch chose "

@@ -123,8 +123,17 @@ def _library() -> ctypes.CDLL | None:
 def cpu_features() -> dict[str, bool]:
     """The CPU features the kernel's dispatch looks at (x86: cpuid and the OS's XSAVE state)."""
     lib = _library()
-    if lib is None:
-        return {}
+    if lib is None:  # no kernel to ask: what the operating system reports (Linux)
+        try:
+            with open("/proc/cpuinfo") as handle:
+                flags = next((line.split(":", 1)[1].split() for line in handle
+                              if line.startswith(("flags", "Features"))), [])
+        except OSError:
+            return {}
+        names = {"sse2": "sse2", "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c", "avx512f": "avx512f",
+                 "avx512bw": "avx512bw", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
+                 "avx512fp16": "avx512_fp16", "neon": "asimd", "fp16": "fphp"}
+        return {name: flag in flags for name, flag in names.items() if flag in flags}
     bits = lib.vfs_cpu_features()
     wanted = ("neon", "fp16") if platform.machine().lower() in ("aarch64", "arm64") else \
         tuple(k for k in _FEATURE_BITS if k not in ("neon", "fp16"))
