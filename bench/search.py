@@ -98,6 +98,16 @@ def case_figures(t_vfs: float, t_ref: float, t_torch: float, mem_1: float, mem_a
             "memory_stream_ratio_all_cores": round(t_vfs / mem_all, 2)}
 
 
+def cpu_timed(fn, into: list[float]) -> float:
+    """Wall seconds of ``fn()``; its process CPU seconds (every thread) are appended to ``into``.
+    On a machine other jobs share, CPU time is what the work itself costs: wall time also holds the
+    time the scan's threads waited for a core."""
+    c0 = time.process_time()
+    took = timed(fn)
+    into.append(time.process_time() - c0)
+    return took
+
+
 def compute_bound_ms(isa: str, cache: FeatureCache, query: Query, images: int, threads: int, repeats: int) -> float:
     """The kernel alone on 16 images that stay in each core's L2 cache, scanned over and over to make
     ``images``: its time with (almost) no memory traffic, i.e. the cycles of the arithmetic itself."""
@@ -109,8 +119,10 @@ def compute_bound_ms(isa: str, cache: FeatureCache, query: Query, images: int, t
     segments = [(block, norms, best, flat, None)] * copies
     kernel = _native.load(isa)
     kernel.scan(segments[: threads * 8], plan, threads=threads)
-    took = min(timed(lambda: kernel.scan(segments, plan, threads=threads)) for _ in range(repeats))
-    return took * images / (copies * len(block)) * 1e3
+    cpu: list[float] = []
+    took = min(cpu_timed(lambda: kernel.scan(segments, plan, threads=threads), cpu) for _ in range(repeats))
+    scale = images / (copies * len(block)) * 1e3
+    return took * scale, min(cpu) * scale / threads
 
 
 def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: int, threads: int,
@@ -150,6 +162,8 @@ def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: in
     times: dict[str, dict[str, list[float]]] = {name: {"torch": [], "reference": [], **{isa: [] for isa in engines}}
                                                 for name in masks}
     memory: dict[str, list[float]] = {k: [] for k in stream.all()}
+    memory_cpu: dict[str, list[float]] = {k: [] for k in stream.all()}
+    cpu: dict[str, dict[str, list[float]]] = {name: {k: [] for k in times[name]} for name in masks}
     queries_by_mask = {name: Query(qfeats[0], m) for name, m in masks.items()}
     for name, q in queries_by_mask.items():  # warm-up: page faults of the map, kernel build, torch init
         for engine in engines.values():
@@ -159,28 +173,39 @@ def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: in
         fn()
     for r in range(repeats):
         for key, fn in stream.all().items():
-            memory[key].append(timed(fn))
+            memory[key].append(cpu_timed(fn, memory_cpu[key]))
         for name, q in queries_by_mask.items():
             for isa, engine in engines.items():
-                times[name][isa].append(timed(lambda: search(cache, q, top_k=TOP_K, backend=engine)))
-            times[name]["torch"].append(timed(lambda: search(cache, q, top_k=TOP_K, backend=chunked[name])))
+                times[name][isa].append(cpu_timed(lambda: search(cache, q, top_k=TOP_K, backend=engine),
+                                                  cpu[name][isa]))
+            times[name]["torch"].append(cpu_timed(lambda: search(cache, q, top_k=TOP_K, backend=chunked[name]),
+                                                  cpu[name]["torch"]))
             if r < ref_repeats:
                 times[name]["reference"].append(timed(lambda: reference_search(tool, qfeats[0], masks[name])))
     mem = {k: min(v) for k, v in memory.items()}
     mem_1 = stream.floor(mem, all_cores=False)  # the strictest one-thread read: numpy sum, copy or C sum
     mem_all = stream.floor(mem, all_cores=True)
+    # the same floor in CPU time per core (robust to other jobs): the all-cores streams' CPU / threads
+    mem_all_cpu = stream.floor({k: min(v) / (threads if k.endswith("_2threads") else 1)
+                                for k, v in memory_cpu.items()}, all_cores=True)
     cases = {}
     for name, m in masks.items():
         t = {k: min(v) for k, v in times[name].items()}
         top, left, bottom, right = Query(qfeats[0], m).bounds
         per_isa = {isa: {**case_figures(t[isa], t["reference"], t["torch"], mem_1, mem_all), **checks[name][isa]}
                    for isa in engines}
+        for isa in engines:  # CPU time per core: what the ratios are without the other jobs' share of the cores
+            per_isa[isa].update(vfs_cpu_ms_per_core=round(min(cpu[name][isa]) / threads * 1e3, 2),
+                                memory_stream_ratio_all_cores_cpu=round(min(cpu[name][isa]) / threads / mem_all_cpu, 2),
+                                speedup_vs_torch_chunked_cpu=round(min(cpu[name]["torch"]) / min(cpu[name][isa]), 2))
         if breakdown:  # where the time goes: the arithmetic alone (cache-resident) against the memory floor
             for isa in engines:
                 if isa in _native.ISAS:
-                    alone = compute_bound_ms(isa, cache, Query(qfeats[0], m), n, threads, repeats)
+                    alone, alone_cpu = compute_bound_ms(isa, cache, Query(qfeats[0], m), n, threads, repeats)
                     per_isa[isa].update(kernel_compute_bound_ms=round(alone, 2),
-                                        compute_bound_ratio_all_cores=round(alone / 1e3 / mem_all, 2))
+                                        compute_bound_ratio_all_cores=round(alone / 1e3 / mem_all, 2),
+                                        kernel_compute_bound_cpu_ms_per_core=round(alone_cpu, 2),
+                                        compute_bound_ratio_all_cores_cpu=round(alone_cpu / 1e3 / mem_all_cpu, 2))
         first = next(iter(engines))
         cases[name] = {
             "window": [bottom - top, right - left], "active_cells": int((m > 0).sum()),
@@ -193,6 +218,7 @@ def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: in
     return {"images": n, "channels": c, "grid": g, "feature_bytes": int(sum(s.features.nbytes for s in cache.shards)),
             "bytes_read": stream.nbytes, "queries": picks,
             "memory_ms": {k: round(v * 1e3, 2) for k, v in mem.items()},
+            "memory_all_cores_cpu_ms_per_core": round(mem_all_cpu * 1e3, 2),
             "memory_gb_per_s": round(stream.nbytes / mem_1 / 1e9, 2),
             "memory_gb_per_s_all_cores": round(stream.nbytes / mem_all / 1e9, 2), "cases": cases}
 
@@ -215,6 +241,9 @@ def summarise(layers: dict[str, dict]) -> dict:
             "region_speedup_vs_reference_min": min(c["per_isa"][isa]["speedup_vs_reference"]
                                                    for _, name, c in cases if name != "full grid"),
             "speedup_vs_torch_chunked_min": min(c["per_isa"][isa]["speedup_vs_torch_chunked"] for _, _, c in cases),
+            "memory_stream_ratio_all_cores_cpu_max": max(c["per_isa"][isa]["memory_stream_ratio_all_cores_cpu"]
+                                                         for _, _, c in cases),
+            "speedup_vs_torch_chunked_cpu_min": min(c["per_isa"][isa]["speedup_vs_torch_chunked_cpu"] for _, _, c in cases),
             "topk_identical": all(c["per_isa"][isa]["topk_identical"] for _, _, c in cases),
         } for isa in (cases[0][2]["per_isa"] if cases else {})},
     }
@@ -235,8 +264,9 @@ def markdown(report: dict) -> str:
                   f"conversion): one thread {one} (best {res['memory_gb_per_s']} GB/s); all cores {both} "
                   f"(best {res['memory_gb_per_s_all_cores']} GB/s).", "",
                   "| mask | window | kernel | vfs ms | torch chunked ms | reference ms | × reference | × torch chunked "
-                  "| ÷ memory (1 thread) | ÷ memory (all cores) | top-20 identical | max score diff (top-20 / all) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| ÷ memory (1 thread) | ÷ memory (all cores) | CPU time: ÷ memory (all cores), × torch chunked "
+                  "| top-20 identical | max score diff (top-20 / all) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, case in res["cases"].items():
             for isa, fig in case["per_isa"].items():
                 lines.append(f"| {name} | {case['window'][0]}×{case['window'][1]} ({case['active_cells']} cells) | "
@@ -246,7 +276,10 @@ def markdown(report: dict) -> str:
                              f"{fig['memory_stream_ratio_all_cores']}"
                              + (f" (arithmetic alone {fig['compute_bound_ratio_all_cores']})"
                                 if "compute_bound_ratio_all_cores" in fig else "")
-                             + f" | {fig['topk_identical']} | "
+                             + f" | {fig['memory_stream_ratio_all_cores_cpu']}"
+                             + (f" (arithmetic alone {fig['compute_bound_ratio_all_cores_cpu']})"
+                                if "compute_bound_ratio_all_cores_cpu" in fig else "")
+                             + f", {fig['speedup_vs_torch_chunked_cpu']}× | {fig['topk_identical']} | "
                              f"{fig['max_score_diff_topk']:.1e} / {fig['max_score_diff_all_images']:.1e} |")
         lines.append("")
     return "\n".join(lines)
