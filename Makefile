@@ -7,9 +7,10 @@ TEST_STAMP := $(VENV)/.test-stamp
 # the torch-free unit tests also run on the oldest and newest Pythons supported, in small environments
 OTHER_PYTHONS ?= $(wildcard /root/.pyenv/versions/3.10.*/bin/python3 /root/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: app test unit unit-other-pythons browser-deps
+.PHONY: app test unit unit-other-pythons browser-deps kernel-test-deps
 
-$(APP_STAMP): pyproject.toml
+# setup.py builds the fused kernel (vfs/similarity/kernel/*.c) into the editable install
+$(APP_STAMP): pyproject.toml setup.py $(wildcard vfs/similarity/kernel/*.c vfs/similarity/kernel/*.h)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e .
 	touch $(APP_STAMP)
@@ -24,7 +25,11 @@ app: $(APP_STAMP)
 browser-deps:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(TEST_STAMP) browser-deps unit-other-pythons
+# the NEON path of the kernel is cross-compiled and run under qemu by tests/similarity/test_kernel_neon.py
+kernel-test-deps:
+	command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null; }
+
+test: $(TEST_STAMP) browser-deps kernel-test-deps unit-other-pythons
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # the unit tests alone, without the dashboard, browsers and slow studies: under a minute

@@ -34,6 +34,7 @@ from vfs.feature_search import FeatureSearch
 from vfs.features.images import IMAGE_EXTENSIONS
 from vfs.pictures import heatmap_picture, jpeg_bytes, load_preview, match_jpegs, match_picture, region_picture
 from vfs.similarity.exact import Match
+from vfs.similarity.kernel import fallback_note
 from vfs.similarity.region import Region
 
 CANVAS_SIDE = 480
@@ -352,7 +353,8 @@ def workspace(current: Selection) -> None:
             st.error(as_markdown_text(exc))
             return
         result = shown.outcome.result
-        st.caption(as_markdown_text(describe_search(shown.outcome, len(search.cache))))
+        st.caption(as_markdown_text(describe_search(shown.outcome, len(search.cache)))
+                   + fallback_note(shown.outcome.result.backend))
         if not result.matches:
             st.info("No image to show (is the query the only image?).")
             return

@@ -1,6 +1,6 @@
 """Benchmarks 1 and 2: search against the reference implementation and against the memory limit.
 
-    python -m bench.search --data DIR [--model M] [--layer L ...] [--json] [--no-append]
+    python -m bench.search --data DIR [--model M] [--layer L ...] [--isa all|ISA,...] [--json] [--no-append]
 
 For each layer (default for tf_efficientnet_lite0: blocks.6, 320×7×7, and blocks.4, 112×14×14;
 otherwise the model's default layer) the cache of DIR is built if missing (``vfs.build_index``)
@@ -9,7 +9,10 @@ drawn in pixels and area-averaged onto the grid, the full grid) and a few query 
 from the cache, it measures side by side, in one process and interleaved round by round:
 
 * ``vfs``: ``vfs.similarity.exact.search(cache, query, top_k=20)`` (the default CPU backend: the fused
-  kernel when it builds), whole call including ranking and match boxes;
+  kernel when it was built, on the instruction set the CPU or ``VFS_KERNEL_ISA`` chooses), whole
+  call including ranking and match boxes; with ``--isa avx512,avx2,scalar`` (or ``all``: every
+  instruction set this CPU runs) the same search on each ISA's ``fused-<isa>`` backend, timed in
+  the same rounds (``per_isa`` of each case; the first ISA fills the case's own figures);
 * ``torch``: the same search through the chunked PyTorch path (``TorchBackend`` with the
   strategy ``_Plan`` picks), for comparison;
 * ``reference``: ``visualfeaturesearch.searchtool.CachedSearchTool.compute`` fed the same
@@ -35,11 +38,11 @@ import numpy as np
 import torch
 
 from bench._common import MemoryStream, append_results, command_line, machine, machine_line, now, timed
-from vfs import _native
 from vfs.cache.feature_cache import FeatureCache, cache_path
 from vfs.cache.indexing import DEFAULT_CACHE_DIR, build_index, cache_spec
 from vfs.features.geometry import mask_to_grid
 from vfs.features.models import load_model
+from vfs.similarity import kernel as _native
 from vfs.similarity.exact import Query, TorchBackend, _Plan, search
 
 DEFAULT_LAYERS = {"tf_efficientnet_lite0": ["blocks.6", "blocks.4"]}
@@ -89,75 +92,133 @@ def ensure_cache(data: Path, model, layer: str, cache_dir: Path) -> tuple[Featur
     return cache, {"indexed_now": summary.indexed, "index_seconds": round(summary.seconds, 1)}
 
 
-def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: int, threads: int) -> dict:
+def case_figures(t_vfs: float, t_ref: float, t_torch: float, mem_1: float, mem_all: float) -> dict:
+    return {"vfs_ms": round(t_vfs * 1e3, 2), "speedup_vs_reference": round(t_ref / t_vfs, 1),
+            "speedup_vs_torch_chunked": round(t_torch / t_vfs, 2), "memory_stream_ratio": round(t_vfs / mem_1, 2),
+            "memory_stream_ratio_all_cores": round(t_vfs / mem_all, 2)}
+
+
+def cpu_timed(fn, into: list[float]) -> float:
+    """Wall seconds of ``fn()``; its process CPU seconds (every thread) are appended to ``into``.
+    On a machine other jobs share, CPU time is what the work itself costs: wall time also holds the
+    time the scan's threads waited for a core."""
+    c0 = time.process_time()
+    took = timed(fn)
+    into.append(time.process_time() - c0)
+    return took
+
+
+def compute_bound_ms(isa: str, cache: FeatureCache, query: Query, images: int, threads: int, repeats: int) -> float:
+    """The kernel alone on 16 images that stay in each core's L2 cache, scanned over and over to make
+    ``images``: its time with (almost) no memory traffic, i.e. the cycles of the arithmetic itself."""
+    shard = cache.shards[0]
+    block, norms = np.ascontiguousarray(shard.features[:16]), np.ascontiguousarray(shard.cell_norms2[:16])
+    plan = _native.NativePlan(query.kernel, query.weights, cache.grid, isa=isa)
+    copies = max(threads * 8, images // len(block))
+    best, flat = np.empty(len(block), np.float32), np.empty(len(block), np.int64)
+    segments = [(block, norms, best, flat, None)] * copies
+    kernel = _native.load(isa)
+    kernel.scan(segments[: threads * 8], plan, threads=threads)
+    cpu: list[float] = []
+    took = min(cpu_timed(lambda: kernel.scan(segments, plan, threads=threads), cpu) for _ in range(repeats))
+    scale = images / (copies * len(block)) * 1e3
+    return took * scale, min(cpu) * scale / threads
+
+
+def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: int, threads: int,
+                isas: list[str], breakdown: bool = False) -> dict:
     n, c, g = len(cache), cache.channels, cache.grid
     masks = grid_masks(g)
     picks = [int(round(n * (i + 1) / (queries + 1))) for i in range(queries)]
     qfeats = [cache.features(i).astype(np.float32) for i in picks]
     ref_feats = np.concatenate([s.features for s in cache.shards])  # the same float16 values, in RAM
     tool = reference_tool(ref_feats)
-    fused = TorchBackend("cpu")
+    engines = {isa: TorchBackend("cpu", "fused", isa=isa) for isa in isas} or {"torch": TorchBackend("cpu")}
     stream = MemoryStream([a for s in cache.shards for a in (s.features, s.cell_norms2)], threads)
     plans = {name: _Plan(Query(qfeats[0], m), g, torch.device("cpu")).strategy for name, m in masks.items()}
     chunked = {name: TorchBackend("cpu", strategy=plans[name]) for name in masks}
 
     # correctness: every query and mask against the reference
-    checks = {}
+    checks: dict[str, dict[str, dict]] = {name: {} for name in masks}
     for name, m in masks.items():
-        identical, worst_top, worst_all, details = True, 0.0, 0.0, []
+        per = {isa: {"identical": True, "top": 0.0, "all": 0.0, "details": []} for isa in engines}
         for qi, qf in enumerate(qfeats):
             query = Query(qf, m)
-            ours = search(cache, query, top_k=TOP_K, backend=fused)
             sims, xs, ys, order = reference_search(tool, qf, m)
-            mine = [(mt.index, mt.window[0], mt.window[1]) for mt in ours.matches]
             theirs = [(int(i), int(ys[i]), int(xs[i])) for i in order]
-            if mine != theirs:
-                identical = False
-                details.append({"query": picks[qi], "vfs": mine[:5], "reference": theirs[:5]})
-            worst_top = max(worst_top, max(abs(mt.score - float(sims[mt.index])) for mt in ours.matches))
-            worst_all = max(worst_all, float(np.abs(ours.scores.astype(np.float64) - sims).max()))
-        checks[name] = {"topk_identical": identical, "max_score_diff_topk": worst_top,
-                        "max_score_diff_all_images": worst_all, "mismatches": details}
+            for isa, engine in engines.items():
+                ours = search(cache, query, top_k=TOP_K, backend=engine)
+                mine = [(mt.index, mt.window[0], mt.window[1]) for mt in ours.matches]
+                if mine != theirs:
+                    per[isa]["identical"] = False
+                    per[isa]["details"].append({"query": picks[qi], "vfs": mine[:5], "reference": theirs[:5]})
+                per[isa]["top"] = max(per[isa]["top"], max(abs(mt.score - float(sims[mt.index])) for mt in ours.matches))
+                per[isa]["all"] = max(per[isa]["all"], float(np.abs(ours.scores.astype(np.float64) - sims).max()))
+        for isa, got in per.items():
+            checks[name][isa] = {"topk_identical": got["identical"], "max_score_diff_topk": got["top"],
+                                 "max_score_diff_all_images": got["all"], "mismatches": got["details"]}
 
     # timing: interleaved rounds, minimum over rounds
-    times: dict[str, dict[str, list[float]]] = {name: {"vfs": [], "torch": [], "reference": []} for name in masks}
+    times: dict[str, dict[str, list[float]]] = {name: {"torch": [], "reference": [], **{isa: [] for isa in engines}}
+                                                for name in masks}
     memory: dict[str, list[float]] = {k: [] for k in stream.all()}
+    memory_cpu: dict[str, list[float]] = {k: [] for k in stream.all()}
+    cpu: dict[str, dict[str, list[float]]] = {name: {k: [] for k in times[name]} for name in masks}
     queries_by_mask = {name: Query(qfeats[0], m) for name, m in masks.items()}
     for name, q in queries_by_mask.items():  # warm-up: page faults of the map, kernel build, torch init
-        search(cache, q, top_k=TOP_K, backend=fused)
+        for engine in engines.values():
+            search(cache, q, top_k=TOP_K, backend=engine)
         search(cache, q, top_k=TOP_K, backend=chunked[name])
     for fn in stream.all().values():
         fn()
     for r in range(repeats):
         for key, fn in stream.all().items():
-            memory[key].append(timed(fn))
+            memory[key].append(cpu_timed(fn, memory_cpu[key]))
         for name, q in queries_by_mask.items():
-            times[name]["vfs"].append(timed(lambda: search(cache, q, top_k=TOP_K, backend=fused)))
-            times[name]["torch"].append(timed(lambda: search(cache, q, top_k=TOP_K, backend=chunked[name])))
+            for isa, engine in engines.items():
+                times[name][isa].append(cpu_timed(lambda: search(cache, q, top_k=TOP_K, backend=engine),
+                                                  cpu[name][isa]))
+            times[name]["torch"].append(cpu_timed(lambda: search(cache, q, top_k=TOP_K, backend=chunked[name]),
+                                                  cpu[name]["torch"]))
             if r < ref_repeats:
                 times[name]["reference"].append(timed(lambda: reference_search(tool, qfeats[0], masks[name])))
     mem = {k: min(v) for k, v in memory.items()}
     mem_1 = stream.floor(mem, all_cores=False)  # the strictest one-thread read: numpy sum, copy or C sum
     mem_all = stream.floor(mem, all_cores=True)
+    # the same floor in CPU time per core (robust to other jobs): the all-cores streams' CPU / threads
+    mem_all_cpu = stream.floor({k: min(v) / (threads if k.endswith("_2threads") else 1)
+                                for k, v in memory_cpu.items()}, all_cores=True)
     cases = {}
     for name, m in masks.items():
         t = {k: min(v) for k, v in times[name].items()}
         top, left, bottom, right = Query(qfeats[0], m).bounds
+        per_isa = {isa: {**case_figures(t[isa], t["reference"], t["torch"], mem_1, mem_all), **checks[name][isa]}
+                   for isa in engines}
+        for isa in engines:  # CPU time per core: what the ratios are without the other jobs' share of the cores
+            per_isa[isa].update(vfs_cpu_ms_per_core=round(min(cpu[name][isa]) / threads * 1e3, 2),
+                                memory_stream_ratio_all_cores_cpu=round(min(cpu[name][isa]) / threads / mem_all_cpu, 2),
+                                speedup_vs_torch_chunked_cpu=round(min(cpu[name]["torch"]) / min(cpu[name][isa]), 2))
+        if breakdown:  # where the time goes: the arithmetic alone (cache-resident) against the memory floor
+            for isa in engines:
+                if isa in _native.ISAS:
+                    alone, alone_cpu = compute_bound_ms(isa, cache, Query(qfeats[0], m), n, threads, repeats)
+                    per_isa[isa].update(kernel_compute_bound_ms=round(alone, 2),
+                                        compute_bound_ratio_all_cores=round(alone / 1e3 / mem_all, 2),
+                                        kernel_compute_bound_cpu_ms_per_core=round(alone_cpu, 2),
+                                        compute_bound_ratio_all_cores_cpu=round(alone_cpu / 1e3 / mem_all_cpu, 2))
+        first = next(iter(engines))
         cases[name] = {
             "window": [bottom - top, right - left], "active_cells": int((m > 0).sum()),
-            "torch_strategy": plans[name],
-            "vfs_ms": round(t["vfs"] * 1e3, 2), "torch_chunked_ms": round(t["torch"] * 1e3, 2),
-            "reference_ms": round(t["reference"] * 1e3, 1),
-            "speedup_vs_reference": round(t["reference"] / t["vfs"], 1),
-            "speedup_vs_torch_chunked": round(t["torch"] / t["vfs"], 2),
-            "memory_stream_ratio": round(t["vfs"] / mem_1, 2),
-            "memory_stream_ratio_all_cores": round(t["vfs"] / mem_all, 2),
+            "torch_strategy": plans[name], "kernel_isa": first,
+            "torch_chunked_ms": round(t["torch"] * 1e3, 2), "reference_ms": round(t["reference"] * 1e3, 1),
             "torch_chunked_memory_stream_ratio": round(t["torch"] / mem_1, 2),
-            **checks[name],
+            "torch_chunked_memory_stream_ratio_all_cores": round(t["torch"] / mem_all, 2),
+            **per_isa[first], "per_isa": per_isa,
         }
     return {"images": n, "channels": c, "grid": g, "feature_bytes": int(sum(s.features.nbytes for s in cache.shards)),
             "bytes_read": stream.nbytes, "queries": picks,
             "memory_ms": {k: round(v * 1e3, 2) for k, v in mem.items()},
+            "memory_all_cores_cpu_ms_per_core": round(mem_all_cpu * 1e3, 2),
             "memory_gb_per_s": round(stream.nbytes / mem_1 / 1e9, 2),
             "memory_gb_per_s_all_cores": round(stream.nbytes / mem_all / 1e9, 2), "cases": cases}
 
@@ -173,12 +234,25 @@ def summarise(layers: dict[str, dict]) -> dict:
         "memory_stream_ratio": max(case["memory_stream_ratio"] for case in small),
         "memory_stream_ratio_all_masks": max(case["memory_stream_ratio"] for _, _, case in cases),
         "memory_stream_ratio_all_cores": max(case["memory_stream_ratio_all_cores"] for case in small),
+        # per instruction set, over every layer and case: the worst all-cores memory ratio, the worst
+        # speedup over the reference on the region cases (all but the full grid), over torch chunked
+        "per_isa": {isa: {
+            "memory_stream_ratio_all_cores_max": max(c["per_isa"][isa]["memory_stream_ratio_all_cores"] for _, _, c in cases),
+            "region_speedup_vs_reference_min": min(c["per_isa"][isa]["speedup_vs_reference"]
+                                                   for _, name, c in cases if name != "full grid"),
+            "speedup_vs_torch_chunked_min": min(c["per_isa"][isa]["speedup_vs_torch_chunked"] for _, _, c in cases),
+            "memory_stream_ratio_all_cores_cpu_max": max(c["per_isa"][isa]["memory_stream_ratio_all_cores_cpu"]
+                                                         for _, _, c in cases),
+            "speedup_vs_torch_chunked_cpu_min": min(c["per_isa"][isa]["speedup_vs_torch_chunked_cpu"] for _, _, c in cases),
+            "topk_identical": all(c["per_isa"][isa]["topk_identical"] for _, _, c in cases),
+        } for isa in (cases[0][2]["per_isa"] if cases else {})},
     }
 
 
 def markdown(report: dict) -> str:
     lines = [f"- date: {report['date']}", f"- command: `{report['command']}`",
              f"- machine: {machine_line(report['machine'])}", f"- kernel: {report['kernel']}",
+             f"- kernel ISAs, side by side: {', '.join(report['kernel_isas']) or 'none (torch only)'}",
              f"- summary: `{json.dumps(report['summary'])}`", ""]
     for layer, res in report["layers"].items():
         mem = res["memory_ms"]
@@ -189,15 +263,24 @@ def markdown(report: dict) -> str:
                   f"float16 ({res['bytes_read'] / 1e6:.1f} MB read per query). Memory streaming (read once, no "
                   f"conversion): one thread {one} (best {res['memory_gb_per_s']} GB/s); all cores {both} "
                   f"(best {res['memory_gb_per_s_all_cores']} GB/s).", "",
-                  "| mask | window | vfs ms | torch chunked ms | reference ms | × reference | ÷ memory (1 thread) "
-                  "| ÷ memory (all cores) | top-20 identical | max score diff (top-20 / all) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| mask | window | kernel | vfs ms | torch chunked ms | reference ms | × reference | × torch chunked "
+                  "| ÷ memory (1 thread) | ÷ memory (all cores) | CPU time: ÷ memory (all cores), × torch chunked "
+                  "| top-20 identical | max score diff (top-20 / all) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, case in res["cases"].items():
-            lines.append(f"| {name} | {case['window'][0]}×{case['window'][1]} ({case['active_cells']} cells) | "
-                         f"{case['vfs_ms']} | {case['torch_chunked_ms']} ({case['torch_strategy']}) | "
-                         f"{case['reference_ms']} | {case['speedup_vs_reference']}× | {case['memory_stream_ratio']} | "
-                         f"{case['memory_stream_ratio_all_cores']} | {case['topk_identical']} | "
-                         f"{case['max_score_diff_topk']:.1e} / {case['max_score_diff_all_images']:.1e} |")
+            for isa, fig in case["per_isa"].items():
+                lines.append(f"| {name} | {case['window'][0]}×{case['window'][1]} ({case['active_cells']} cells) | "
+                             f"{isa} | {fig['vfs_ms']} | {case['torch_chunked_ms']} ({case['torch_strategy']}) | "
+                             f"{case['reference_ms']} | {fig['speedup_vs_reference']}× | "
+                             f"{fig['speedup_vs_torch_chunked']}× | {fig['memory_stream_ratio']} | "
+                             f"{fig['memory_stream_ratio_all_cores']}"
+                             + (f" (arithmetic alone {fig['compute_bound_ratio_all_cores']})"
+                                if "compute_bound_ratio_all_cores" in fig else "")
+                             + f" | {fig['memory_stream_ratio_all_cores_cpu']}"
+                             + (f" (arithmetic alone {fig['compute_bound_ratio_all_cores_cpu']})"
+                                if "compute_bound_ratio_all_cores_cpu" in fig else "")
+                             + f", {fig['speedup_vs_torch_chunked_cpu']}× | {fig['topk_identical']} | "
+                             f"{fig['max_score_diff_topk']:.1e} / {fig['max_score_diff_all_images']:.1e} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -212,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=3, help="query images checked against the reference")
     parser.add_argument("--repeats", type=int, default=15, help="timing rounds for vfs and memory streaming")
     parser.add_argument("--ref-repeats", type=int, default=3, help="timing rounds for the reference (slow)")
+    parser.add_argument("--isa", default=None,
+                        help="fused kernel instruction sets to time side by side, comma-separated, or 'all' (every "
+                             "one this CPU runs); default: the one the dispatch (or VFS_KERNEL_ISA) chooses")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each kernel on L2-resident images (its arithmetic alone, no memory traffic)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-append", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args(argv)
@@ -222,16 +310,25 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model, args.weights, device="cpu")
     layers = args.layer or DEFAULT_LAYERS.get(args.model) or [model.default_layer.name]
     kernel = _native.load()
+    if args.isa in (None, ""):
+        isas = [kernel.isa] if kernel else []
+    elif args.isa == "all":
+        isas = _native.runnable_isas()
+    else:
+        isas = [name.strip() for name in args.isa.split(",") if name.strip()]
     threads = torch.get_num_threads()
     results, index_info = {}, {}
     for layer in layers:
         cache, index_info[layer] = ensure_cache(data, model, layer, Path(args.cache_dir))
         print(f"[bench.search] {layer}: {len(cache)} images, {cache.channels}×{cache.grid}×{cache.grid}",
               file=sys.stderr)
-        results[layer] = bench_layer(cache, args.queries, args.repeats, args.ref_repeats, threads)
+        results[layer] = bench_layer(cache, args.queries, args.repeats, args.ref_repeats, threads, isas,
+                                     args.breakdown)
     report = {"benchmark": "search", "date": now(), "command": command_line(), "machine": info,
               "data": str(data), "model": model.label, "layers": results, "index": index_info,
-              "kernel": f"fused C kernel {kernel.path.name}" if kernel else f"torch only ({_native.error})",
+              "kernel": (f"fused C kernel {kernel.path.name} ({_native.info()['kernel']['built_with']}), dispatch chose "
+                         f"{kernel.isa}: {_native.reason}") if kernel else f"torch only ({_native.error})",
+              "kernel_isa": isas[0] if isas else None, "kernel_isas": isas,
               "seconds": round(time.perf_counter() - started, 1)}
     report["summary"] = summarise(results)
     report.update(report["summary"])

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vfs import _native
 from vfs.feature_search import MODEL_CARDS, FeatureSearch
+from vfs.similarity import kernel
 from vfs.similarity.exact import _GPU_DEVICE_FILES, TorchBackend
 
 LAYER, GRID = "blocks.4", 4
@@ -57,14 +57,14 @@ def indexed(tmp_path_factory):
 
 
 def test_dataset_query_in_a_fresh_process_needs_no_torch(indexed):
-    if _native.load() is None:
-        pytest.skip(f"the fused kernel is unavailable here ({_native.error}), so search runs on torch")
+    if kernel.load() is None:
+        pytest.skip(f"the fused kernel is unavailable here ({kernel.error}), so search runs on torch")
     assert list((indexed.cache_dir / MODEL_CARDS).glob("*.json"))  # saved when the model was loaded
     query = indexed.data / "animals" / "chelsea.png"
     args = (indexed.data, indexed.cache_dir, LAYER, GRID, query)
     lazy = python(SEARCH, *args)
     assert not lazy["torch"] and not lazy["timm"] and not lazy["model_loaded"]
-    assert lazy["backend"] == "torch-cpu"
+    assert lazy["backend"] == kernel.load().backend  # fused-<isa>: named by what ran
 
     fused = indexed.search(query, box=BOX, top_k=9)  # the same search in this process, torch loaded
     np.testing.assert_array_equal(np.array(lazy["scores"], np.float32), fused.scores)
@@ -74,7 +74,7 @@ def test_dataset_query_in_a_fresh_process_needs_no_torch(indexed):
     chunked = FeatureSearch(indexed.data, model=indexed.model, layer=LAYER, grid=GRID, cache_dir=indexed.cache_dir,
                             backend=TorchBackend("cpu", strategy="conv")).search(query, box=BOX, top_k=9)
     without_kernel = python(SEARCH, *args, env={"VFS_NATIVE": "0"})  # the PyTorch scan, in a fresh process
-    assert without_kernel["torch"]
+    assert without_kernel["torch"] and without_kernel["backend"] == "torch-cpu"
     for torch_path in (chunked, without_kernel):
         scores = torch_path.scores if torch_path is chunked else np.array(torch_path["scores"], np.float32)
         matches = ([[m.index, list(m.window)] for m in torch_path.matches] if torch_path is chunked
@@ -124,7 +124,7 @@ print(json.dumps({"listed": listed, "before": before, "name": backend.name, "tor
 """)
     assert {"sharded", "ray-sharded"} <= set(got["listed"]) and not got["before"]
     assert got["name"] == "sharded-torch-cpu"
-    assert not got["torch"] or _native.load() is None
+    assert not got["torch"] or kernel.load() is None
 
 
 def test_auto_backend_is_cuda_only_with_a_cuda_device():

@@ -97,7 +97,29 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--candidates", type=int, default=None,
                       help="images the shortlist proposes with --approximate (default: 1000 for a one-cell "
                            "region, else 4000)")
+    info = commands.add_parser("info", help="what search runs on here: CPU features, kernel ISA and why, threads, "
+                                             "torch/CUDA, where the kernel was built")
+    info.add_argument("--json", action="store_true")
     return parser
+
+
+def _print_info(as_json: bool) -> None:
+    from vfs.similarity.kernel import info
+
+    report = info()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    kernel, threads, torch = report["kernel"], report["threads"], report["torch"]
+    features = " ".join(name for name, present in report["cpu_features"].items() if present) or "-"
+    print(f"machine: {report['machine']} {report['system']} · Python {report['python']}")
+    print(f"CPU features: {features}")
+    print(f"search backend: {kernel['backend']} (kernel ISA {kernel['isa'] or '-'}: {kernel['reason']})")
+    print(f"kernel: {kernel['path'] or 'not built'}" + (f" · {kernel['built_with']}" if kernel["built_with"] else "")
+          + f" · built {', '.join(kernel['isas_built']) or '-'} · runnable {', '.join(kernel['isas_runnable']) or '-'}")
+    print(f"threads: {threads['scan']} ({threads['from']}; {threads['cpus']} CPUs by {threads['cpus_from']})")
+    print(f"torch: {torch.get('version', 'not installed')}" + (f" · CUDA {'yes' if torch['cuda'] else 'no'}"
+                                                              if torch["installed"] else ""))
 
 
 def _print_summary(summary: IndexSummary, as_json: bool) -> None:
@@ -123,6 +145,9 @@ def _feature_search(args: argparse.Namespace):  # -> FeatureSearch; imported laz
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "info":
+        _print_info(args.json)
+        return 0
     if args.command == "models":
         from vfs.features.models import list_models, weights_available
 

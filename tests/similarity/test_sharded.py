@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.support.data import write_cache
-from vfs import _native
+from vfs.similarity import kernel
 from vfs.similarity.exact import Query, TorchBackend, get_backend, search
 from vfs.similarity.sharded import ShardedBackend
 
@@ -31,7 +31,7 @@ def regions(grid: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("inner", ["torch-cpu", "conv"])
 def test_sharded_search_equals_single_file_search(tmp_path, features, inner):
-    if inner == "torch-cpu" and _native.load() is None:
+    if inner == "torch-cpu" and kernel.load() is None:
         pytest.skip("the PyTorch fallback's matrix products round duplicates by chunk (docs/scale-out.md)")
     single = write_cache(tmp_path / "single", features, shard_rows=len(features))
     many = write_cache(tmp_path / "many", features, shard_rows=7)

@@ -5,11 +5,13 @@ grid mask m cropped to its bounding box (h×w cells) and a dataset grid F, the s
 window at (y, x) is the cosine between m⊙Q and m⊙F[:, y:y+h, x:x+w]; an image's score is its
 best window. The numerator is a correlation of F with the kernel m²⊙Q/‖m⊙Q‖; the squared norm
 of the window is the correlation of the per-cell squared norms (stored in the cache) with m², so
-a query reads every feature once, in float16. On the CPU the fused kernel of :mod:`vfs._native`
-converts the features in registers and correlates them there (float32 accumulation), at about
-the speed the memory streams them, and torch is not imported at all; without a C compiler, and on
-CUDA, the PyTorch path converts chunk by chunk into a small float32 buffer and correlates with
-matmul/conv (torch is imported then).
+a query reads every feature once, in float16. On the CPU the fused kernel of
+:mod:`vfs.similarity.kernel` (built at install; AVX-512, AVX2, NEON or portable C, chosen at run
+time) converts the features in registers and correlates them there (float32 accumulation), at
+about the speed the memory streams them, and torch is not imported at all; where the kernel was
+not built, and on CUDA, the PyTorch path converts chunk by chunk into a small float32 buffer and
+correlates with matmul/conv (torch is imported then). ``SearchResult.backend`` names what ran:
+``fused-avx512``, ``fused-avx2``, ``fused-neon``, ``fused-scalar``, ``torch-cpu`` or ``torch-cuda``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vfs import _native
 from vfs.cache.feature_cache import FeatureCache
 from vfs.errors import MaskError, VfsError
 from vfs.features.geometry import Box, grid_bounds, window_to_box
+from vfs.similarity import kernel
 from vfs.similarity.ranking import top_k_indices
 
 if TYPE_CHECKING:
@@ -199,18 +201,22 @@ class TorchBackend(SimilarityBackend):
     """Scan of the memory map on the CPU or a CUDA device.
 
     On the CPU, with no strategy forced (or ``strategy="fused"``), the fused kernel of
-    :mod:`vfs._native` reads the float16 features once and keeps the correlation in registers;
-    where it cannot be built it falls back to the chunked PyTorch scan (strategies ``dense``,
-    ``cells``, ``conv``), which a forced strategy also selects. torch is imported only when the
-    PyTorch scan runs (or the device is not the CPU): a search-only process that the fused kernel
-    serves never loads it.
+    :mod:`vfs.similarity.kernel` reads the float16 features once and keeps the correlation in
+    registers (``isa`` forces its instruction set, as the ``fused-<isa>`` backends do; else the
+    CPU's widest, or ``VFS_KERNEL_ISA``); where it was not built it falls back to the chunked
+    PyTorch scan (strategies ``dense``, ``cells``, ``conv``), which a forced strategy also
+    selects. torch is imported only when the PyTorch scan runs (or the device is not the CPU): a
+    search-only process that the fused kernel serves never loads it.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", strategy: str | None = None):
+    def __init__(self, device: str | torch.device = "cpu", strategy: str | None = None, isa: str | None = None):
         self._device_name = device if isinstance(device, str) else str(device)
         self.device_type = self._device_name.split(":")[0]
-        self.name = f"torch-{self.device_type}"
+        self.name = f"fused-{isa}" if isa else f"torch-{self.device_type}"
         self.strategy = strategy
+        self.isa = isa
+        if isa is not None and (self._kernel() is None or self.device_type != "cpu"):
+            raise VfsError(f"The fused-{isa} backend is unavailable here ({kernel.error or 'a CPU-only kernel'}).")
         self._resident: dict[int, tuple[object, list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
 
@@ -220,16 +226,32 @@ class TorchBackend(SimilarityBackend):
 
         return torch.device(self._device_name)
 
-    def _fused(self, grid: int, query: Query) -> _native.NativePlan | None:
+    def _kernel(self):  # -> the fused kernel this backend scans with, or None (PyTorch path)
+        try:
+            return kernel.load(self.isa)
+        except kernel.KernelError as exc:
+            raise VfsError(f"The fused kernel cannot run here: {exc}.") from None
+
+    def _fused(self, grid: int, query: Query) -> kernel.NativePlan | None:
         """The fused CPU plan for ``query``, or None where the PyTorch scan runs instead."""
         if self.device_type != "cpu" or self.strategy not in (None, "fused"):
             return None
         h, w = query.window_shape
-        if not _native.NativePlan.supported(grid, h, w) or _native.load() is None:
-            if self.strategy == "fused":
-                raise VfsError(f"The fused kernel is unavailable ({_native.error or 'grid too large'}).")
+        kernel = self._kernel() if kernel.NativePlan.supported(grid, h, w) else None
+        if kernel is None:
+            if self.strategy == "fused" or self.isa:
+                raise VfsError(f"The fused kernel is unavailable ({kernel.error or 'grid too large'}).")
+            if kernel.NativePlan.supported(grid, h, w):
+                kernel.warn_fallback()
             return None
-        return _native.NativePlan(query.kernel, query.weights, grid)
+        return kernel.NativePlan(query.kernel, query.weights, grid, isa=kernel.isa)
+
+    def runs_on(self, grid: int, query: Query) -> str:
+        """What scans ``query`` on a ``grid``: ``fused-<isa>``, or ``torch-cpu``/``torch-cuda``."""
+        if (self.device_type == "cpu" and self.strategy in (None, "fused")
+                and kernel.NativePlan.supported(grid, *query.window_shape) and self._kernel() is not None):
+            return self._kernel().backend
+        return f"torch-{self.device_type}"
 
     def _chunk_rows(self, cache_or_shape: tuple[int, int, int]) -> int:
         c, g, _ = cache_or_shape
@@ -246,8 +268,8 @@ class TorchBackend(SimilarityBackend):
             out = np.empty((n, g - h + 1, g - w + 1), np.float32)
             feats = np.ascontiguousarray(features, dtype=np.float16)
             norms = np.ascontiguousarray(cell_norms2, dtype=np.float32)
-            _native.load().scan([(feats, norms, np.empty(n, np.float32), np.empty(n, np.int64), out)],
-                                fused, threads=_native.default_threads())
+            kernel.load(self.isa).scan([(feats, norms, np.empty(n, np.float32), np.empty(n, np.int64), out)],
+                                fused, threads=kernel.default_threads())
             return out
         import torch
 
@@ -276,11 +298,11 @@ class TorchBackend(SimilarityBackend):
         fused = self._fused(cache.grid, query)
         if fused is not None:
             if cache not in _POPULATED:  # map the whole cache in at once: far cheaper than page faults
-                _native.populate([a for shard in cache.shards for a in (shard.features, shard.cell_norms2)])
+                kernel.populate([a for shard in cache.shards for a in (shard.features, shard.cell_norms2)])
                 _POPULATED.add(cache)
-            _native.load().scan([(shard.features, shard.cell_norms2, best[shard.offset: shard.offset + len(shard.features)],
+            kernel.load(self.isa).scan([(shard.features, shard.cell_norms2, best[shard.offset: shard.offset + len(shard.features)],
                                   where[shard.offset: shard.offset + len(shard.features)], None)
-                                 for shard in cache.shards], fused, threads=_native.default_threads())
+                                 for shard in cache.shards], fused, threads=kernel.default_threads())
             return best, where
         import torch
 
@@ -321,7 +343,8 @@ def register_lazy_backend(name: str, module: str, factory: str) -> None:
 
 
 def list_backends() -> list[str]:
-    return list(_BACKENDS)
+    """Registered backends; of the ``fused-<isa>`` ones, those this CPU runs."""
+    return [n for n in _BACKENDS if not n.startswith("fused-") or n[6:] in kernel.runnable_isas()]
 
 
 def cuda_available() -> bool:
@@ -336,7 +359,7 @@ def cuda_available() -> bool:
 
 def default_backend() -> str:
     """What ``"auto"`` means: ``torch-cuda`` where a CUDA device is present, else ``torch-cpu``
-    (whose CPU path is the fused kernel of :mod:`vfs._native`, or the PyTorch scan without it)."""
+    (whose CPU path is the fused kernel of :mod:`vfs.similarity.kernel`, or the PyTorch scan without it)."""
     return "torch-cuda" if cuda_available() else "torch-cpu"
 
 
@@ -350,6 +373,8 @@ def get_backend(name: str = "auto") -> SimilarityBackend:
 
 register_backend("torch-cpu", lambda: TorchBackend("cpu"))
 register_backend("torch-cuda", lambda: TorchBackend("cuda"))
+for _isa in kernel.ISAS:  # the fused kernel with its instruction set forced
+    register_backend(f"fused-{_isa}", lambda isa=_isa: TorchBackend("cpu", "fused", isa=isa))
 # in vfs.similarity.sharded, imported when first asked for (ray-sharded needs Ray)
 register_lazy_backend("sharded", "vfs.similarity.sharded", "ShardedBackend")
 register_lazy_backend("ray-sharded", "vfs.similarity.sharded", "shared_ray_backend")
@@ -382,5 +407,6 @@ def search(cache: FeatureCache, query: Query, top_k: int = 20, exclude: list[int
         matches.append(Match(int(i), cache.paths[i], cache.labels[i], float(scores[i]),
                              window_to_box(top, left, h, w, size, cache.grid), (top, left, h, w)))
     seconds = time.perf_counter() - started
+    ran = engine.runs_on(cache.grid, query) if isinstance(engine, TorchBackend) else engine.name  # what scanned
     return SearchResult(np.where(np.isfinite(ranked), scores, -np.inf).astype(np.float32), windows, (h, w),
-                        query.grid_mask, matches, seconds, engine.name)
+                        query.grid_mask, matches, seconds, ran)

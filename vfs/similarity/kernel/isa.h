@@ -1,0 +1,222 @@
+/*
+ * The vector layer of the fused scan kernel: one set of macros per instruction set, so that
+ * scan.h is written once and compiled once per target (scan_avx512.c, scan_avx2.c, scan_neon.c,
+ * scan_scalar.c), each object with its own compiler flags (setup.py), never -march=native.
+ *
+ *   VW                 float lanes per vector
+ *   vf                 the vector type
+ *   VZERO() VSET1(x) VLOAD(p) VLOADU(p) VSTORE(p, v) VSTOREU(p, v) VADD(a, b)
+ *   VFMA(a, b, c)      a * b + c
+ *   VHALF(p)           VW float16 values at p (unaligned), converted exactly to float32
+ *   VSUM(v)            the sum of the lanes
+ *   NB                 most row vectors per register block of the cells kernels
+ *   MAXM(n)            most active cells per register block of n row vectors
+ *   MAXV               most accumulator vectors (of VW) per pass of the shift kernel
+ *   DIRECT_PASSES      most passes over a float16 image the register-only cells kernel may make
+ *   VSCORES            defined where the ISA has a vector cosine (score) step
+ *
+ * Select one with ISA_AVX512, ISA_AVX2, ISA_NEON or ISA_SCALAR before including scan.h.
+ */
+#ifndef VFS_ISA_H
+#define VFS_ISA_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 1)
+#define ALIGNED(n) __attribute__((aligned(n)))
+#else
+#define PREFETCH(p) ((void)0)
+#define ALIGNED(n)
+#endif
+
+#if defined(ISA_AVX512)
+/* ---------------------------------------------------------------------------------- AVX-512 */
+#include <immintrin.h>
+#define SUFFIX avx512
+typedef __m512 vf;
+#define VW 16
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(x) _mm512_set1_ps(x)
+#define VLOAD(p) _mm512_load_ps(p)
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTORE(p, v) _mm512_store_ps((p), (v))
+#define VSTOREU(p, v) _mm512_storeu_ps((p), (v))
+#define VADD(a, b) _mm512_add_ps((a), (b))
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VHALF(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define VSUM(v) _mm512_reduce_add_ps(v)
+#define NB 4
+#define MAXM(n) ((n) <= 3 ? 9 : 6)       /* n*m + n + 1 <= 32 registers */
+#define MAXV 8
+#define DIRECT_PASSES_DEFAULT 12         /* measured: up to 9 passes (4x4 cells at 14x14) beat the scratch path */
+#define HALF1(h) _cvtsh_ss(h)
+#define VSCORES 1
+static inline void vscores(float *acc, const float *nrm, int n) {
+    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f), zero = _mm512_setzero_ps();
+    for (int q = 0; q + 16 <= n; q += 16) {
+        __m512 d = _mm512_loadu_ps(nrm + q), a = _mm512_loadu_ps(acc + q);
+        __mmask16 pos = _mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ);  /* false for 0 and NaN: score 0 */
+        __m512 s = _mm512_maskz_div_ps(pos, a, _mm512_maskz_sqrt_ps(pos, d));
+        s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(s, one, _CMP_GT_OQ), one);  /* NaN stays NaN */
+        s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(s, minus, _CMP_LT_OQ), minus);
+        _mm512_storeu_ps(acc + q, s);
+    }
+}
+
+#elif defined(ISA_AVX2)
+/* ------------------------------------------------------------------------- AVX2 + FMA + F16C */
+#include <immintrin.h>
+#define SUFFIX avx2
+typedef __m256 vf;
+#define VW 8
+#define VZERO() _mm256_setzero_ps()
+#define VSET1(x) _mm256_set1_ps(x)
+#define VLOAD(p) _mm256_load_ps(p)
+#define VLOADU(p) _mm256_loadu_ps(p)
+#define VSTORE(p, v) _mm256_store_ps((p), (v))
+#define VSTOREU(p, v) _mm256_storeu_ps((p), (v))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VHALF(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+static inline float vsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#define VSUM(v) vsum_avx2(v)
+#define NB 4
+#define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : (n) == 3 ? 4 : 2)   /* n*m + n + 1 <= 16 registers */
+#define MAXV 6
+#define DIRECT_PASSES_DEFAULT 12
+#define HALF1(h) _cvtsh_ss(h)
+#define VSCORES 1
+static inline void vscores(float *acc, const float *nrm, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), minus = _mm256_set1_ps(-1.0f), zero = _mm256_setzero_ps();
+    for (int q = 0; q + 8 <= n; q += 8) {
+        __m256 d = _mm256_loadu_ps(nrm + q), a = _mm256_loadu_ps(acc + q);
+        __m256 pos = _mm256_cmp_ps(d, zero, _CMP_GT_OQ);  /* false for 0 and NaN: score 0 */
+        __m256 s = _mm256_and_ps(pos, _mm256_div_ps(a, _mm256_sqrt_ps(_mm256_and_ps(pos, d))));
+        s = _mm256_blendv_ps(s, one, _mm256_cmp_ps(s, one, _CMP_GT_OQ));  /* NaN stays NaN */
+        s = _mm256_blendv_ps(s, minus, _mm256_cmp_ps(s, minus, _CMP_LT_OQ));
+        _mm256_storeu_ps(acc + q, s);
+    }
+}
+
+#elif defined(ISA_NEON)
+/* ------------------------------------------------- AArch64 NEON (float16 conversion is base ISA) */
+#include <arm_neon.h>
+#define SUFFIX neon
+typedef float32x4_t vf;
+#define VW 4
+#define VZERO() vdupq_n_f32(0.0f)
+#define VSET1(x) vdupq_n_f32(x)
+#define VLOAD(p) vld1q_f32(p)
+#define VLOADU(p) vld1q_f32(p)
+#define VSTORE(p, v) vst1q_f32((p), (v))
+#define VSTOREU(p, v) vst1q_f32((p), (v))
+#define VADD(a, b) vaddq_f32((a), (b))
+#define VFMA(a, b, c) vfmaq_f32((c), (a), (b))
+#define VHALF(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(p))))
+#define VSUM(v) vaddvq_f32(v)
+#define NB 4
+#define MAXM(n) ((n) <= 3 ? 9 : 6)       /* n*m + n + 1 <= 32 registers */
+#define MAXV 8
+#define DIRECT_PASSES_DEFAULT 24
+static inline float half1_neon(uint16_t h) {
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+#define HALF1(h) half1_neon(h)
+#define VSCORES 1
+static inline void vscores(float *acc, const float *nrm, int n) {
+    const float32x4_t one = vdupq_n_f32(1.0f), minus = vdupq_n_f32(-1.0f), zero = vdupq_n_f32(0.0f);
+    for (int q = 0; q + 4 <= n; q += 4) {
+        float32x4_t d = vld1q_f32(nrm + q), a = vld1q_f32(acc + q);
+        uint32x4_t pos = vcgtq_f32(d, zero);  /* false for 0 and NaN: score 0 */
+        float32x4_t s = vdivq_f32(a, vsqrtq_f32(vbslq_f32(pos, d, one)));
+        s = vbslq_f32(pos, s, zero);
+        s = vbslq_f32(vcgtq_f32(s, one), one, s);  /* NaN compares false: stays NaN */
+        s = vbslq_f32(vcltq_f32(s, minus), minus, s);
+        vst1q_f32(acc + q, s);
+    }
+}
+
+#elif defined(ISA_SCALAR)
+/* ---------------------------------------------------------------------- portable C fallback */
+#define SUFFIX scalar
+#if defined(__GNUC__) || defined(__clang__)
+/* GNU vector extensions: 4 lanes, lowered to the baseline SIMD of the target (SSE2 on x86-64,
+   NEON on AArch64) or to scalar code elsewhere; no instruction beyond the baseline */
+typedef float vf __attribute__((vector_size(16)));
+typedef uint32_t vu4 __attribute__((vector_size(16)));
+typedef int32_t vi4 __attribute__((vector_size(16)));
+#define VW 4
+static inline vf vload_sc(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore_sc(float *p, vf v) { memcpy(p, &v, sizeof v); }
+#define VZERO() ((vf){0.0f, 0.0f, 0.0f, 0.0f})
+#define VSET1(x) ((vf){0.0f, 0.0f, 0.0f, 0.0f} + (x))
+#define VLOAD(p) vload_sc(p)
+#define VLOADU(p) vload_sc(p)
+#define VSTORE(p, v) vstore_sc((p), (v))
+#define VSTOREU(p, v) vstore_sc((p), (v))
+#define VADD(a, b) ((a) + (b))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+/* exact float16 -> float32, branch-free (F. Giesen's method: the subnormals through one float
+   subtraction of normal numbers, so it is exact whatever the denormal mode) */
+static inline vf vhalf_sc(const uint16_t *p) {
+    vu4 h = {p[0], p[1], p[2], p[3]};
+    const vu4 shifted_exp = {0x7c00u << 13, 0x7c00u << 13, 0x7c00u << 13, 0x7c00u << 13};
+    vu4 o = (h & 0x7fffu) << 13;
+    vu4 e = o & shifted_exp;
+    o += (127u - 15u) << 23;
+    vu4 is_inf = (vu4)(e == shifted_exp);
+    vu4 is_sub = (vu4)(e == 0u);
+    o += is_inf & ((128u - 16u) << 23);
+    vu4 sub_bits = o + (1u << 23);
+    vf sub_f, magic = {0x1p-14f, 0x1p-14f, 0x1p-14f, 0x1p-14f};
+    memcpy(&sub_f, &sub_bits, sizeof sub_f);
+    sub_f -= magic;
+    vu4 sub_u;
+    memcpy(&sub_u, &sub_f, sizeof sub_u);
+    o = (is_sub & sub_u) | (~is_sub & o);
+    o |= (h & 0x8000u) << 16;
+    vf out;
+    memcpy(&out, &o, sizeof out);
+    return out;
+}
+/* the conversion through a table of all 65536 float16 values (256 KB, built once when the library
+   loads): about 2 operations per value instead of 5 for the bit manipulation above, which stays as
+   the table's builder and the reference */
+static float half_table_sc[65536];
+__attribute__((constructor)) static void half_table_init_sc(void) {
+    for (uint32_t i = 0; i < 65536; i += 4) {
+        const uint16_t h[4] = {(uint16_t)i, (uint16_t)(i + 1), (uint16_t)(i + 2), (uint16_t)(i + 3)};
+        vstore_sc(half_table_sc + i, vhalf_sc(h));
+    }
+}
+static inline vf vhalf_table_sc(const uint16_t *p) {
+    return (vf){half_table_sc[p[0]], half_table_sc[p[1]], half_table_sc[p[2]], half_table_sc[p[3]]};
+}
+#define VHALF(p) vhalf_table_sc((const uint16_t *)(p))
+#define VSUM(v) ((v)[0] + (v)[1] + (v)[2] + (v)[3])
+#define NB 4
+#define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : (n) == 3 ? 4 : 2)
+#define MAXV 6
+#define DIRECT_PASSES_DEFAULT 24
+#else
+#error "the portable kernel needs GCC or clang (vector extensions)"
+#endif
+#define HALF1(h) half_table_sc[(uint16_t)(h)]
+
+#else
+#error "define one of ISA_AVX512, ISA_AVX2, ISA_NEON, ISA_SCALAR"
+#endif
+
+#define CAT2(a, b) a##_##b
+#define CAT(a, b) CAT2(a, b)
+#define EXPORT(name) CAT(name, SUFFIX)
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * The fused region-search scan, written once over the vector layer of isa.h and compiled once
+ * per instruction set; the object of each ISA exports vfs_scan_<isa> (see kernel/__init__.py for
+ * the algorithm: the cells, shift and dense correlations, then cosines and the first maximum).
+ *
+ * Buffers are padded in units of 16 floats whatever the vector width, so every ISA accepts the
+ * same query shapes (the limits below, checked by NativePlan.fits on the Python side).
+ */
+#include "isa.h"
+
+#define SCRATCH_FLOATS 6144     /* converted channel rows: stays in L1 */
+#define MAXT 16384              /* floats of per-cell accumulators of the cells kernel */
+#define MAXL 1024               /* flattened window positions */
+#define MAXTACC 4096            /* floats of per-lane accumulators of the tail columns */
+#define PREFETCH_BYTES 4096     /* software prefetch distance (measured 10-30% faster than none) */
+#define MAXV16 8                /* slack, in 16-float units, after the scratch rows */
+
+#ifndef VFS_PF_NEXT
+#define VFS_PF_NEXT 1           /* direct kernel: prefetch the next image's rows during the first pass */
+#endif
+#ifndef DIRECT_PASSES
+#define DIRECT_PASSES DIRECT_PASSES_DEFAULT
+#endif
+
+enum { MODE_DENSE = 0, MODE_SHIFT = 1, MODE_CELLS = 2 };
+
+static inline float f16_to_f32(uint16_t h) { return HALF1(h); }
+
+/* convert n float16 values to float32 (exact) */
+static inline void convert(const uint16_t *src, float *dst, int64_t n, int64_t ahead) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        if ((i & 31) == 0) PREFETCH((const char *)(src + i) + ahead);  /* never faults, even past the end */
+        VSTOREU(dst + i, VHALF(src + i));
+    }
+    for (; i < n; i++) dst[i] = f16_to_f32(src[i]);
+}
+
+/* ---- shift kernel: acc[q] += kern[c*K + k] * x[c*gg + off[k] + q] for q < VW*nv ----------- */
+/* two accumulator sets (even and odd active cells) keep enough FMA chains in flight */
+#define FMA_(v) a##v = VFMA(wa, VLOADU(pa + VW * v), a##v); b##v = VFMA(wb, VLOADU(pb + VW * v), b##v)
+#define FMA1_(v) a##v = VFMA(wa, VLOADU(pa + VW * v), a##v)
+/* each channel block sums from zero and is then added: blocked summation, for accuracy */
+#define LOAD_(v) vf a##v = VZERO(), b##v = VZERO()
+#define STORE_(v) VSTOREU(acc + VW * v, VADD(VLOADU(acc + VW * v), VADD(a##v, b##v)))
+#define SHIFT(NV, LOADS, FMAS, FMAS1, STORES)                                                   \
+static void shift##NV(const float *x, int cb, int gg, int K, const int32_t *off,                 \
+                      const float *kern, float *acc) {                                           \
+    LOADS;                                                                                       \
+    for (int c = 0; c < cb; c++) {                                                               \
+        const float *row = x + (int64_t)c * gg;                                                  \
+        const float *kc = kern + (int64_t)c * K;                                                 \
+        int k = 0;                                                                               \
+        for (; k + 2 <= K; k += 2) {                                                             \
+            const vf wa = VSET1(kc[k]), wb = VSET1(kc[k + 1]);                                   \
+            const float *pa = row + off[k], *pb = row + off[k + 1];                              \
+            FMAS;                                                                                \
+        }                                                                                        \
+        if (k < K) {                                                                             \
+            const vf wa = VSET1(kc[k]);                                                          \
+            const float *pa = row + off[k];                                                      \
+            FMAS1;                                                                               \
+        }                                                                                        \
+    }                                                                                            \
+    STORES;                                                                                      \
+}
+#define L1_ LOAD_(0)
+#define L2_ L1_; LOAD_(1)
+#define L3_ L2_; LOAD_(2)
+#define L4_ L3_; LOAD_(3)
+#define L5_ L4_; LOAD_(4)
+#define L6_ L5_; LOAD_(5)
+#define L7_ L6_; LOAD_(6)
+#define L8_ L7_; LOAD_(7)
+#define F1_ FMA_(0)
+#define F2_ F1_; FMA_(1)
+#define F3_ F2_; FMA_(2)
+#define F4_ F3_; FMA_(3)
+#define F5_ F4_; FMA_(4)
+#define F6_ F5_; FMA_(5)
+#define F7_ F6_; FMA_(6)
+#define F8_ F7_; FMA_(7)
+#define G1_ FMA1_(0)
+#define G2_ G1_; FMA1_(1)
+#define G3_ G2_; FMA1_(2)
+#define G4_ G3_; FMA1_(3)
+#define G5_ G4_; FMA1_(4)
+#define G6_ G5_; FMA1_(5)
+#define G7_ G6_; FMA1_(6)
+#define G8_ G7_; FMA1_(7)
+#define S1_ STORE_(0)
+#define S2_ S1_; STORE_(1)
+#define S3_ S2_; STORE_(2)
+#define S4_ S3_; STORE_(3)
+#define S5_ S4_; STORE_(4)
+#define S6_ S5_; STORE_(5)
+#define S7_ S6_; STORE_(6)
+#define S8_ S7_; STORE_(7)
+SHIFT(1, L1_, F1_, G1_, S1_)
+SHIFT(2, L2_, F2_, G2_, S2_)
+SHIFT(3, L3_, F3_, G3_, S3_)
+SHIFT(4, L4_, F4_, G4_, S4_)
+SHIFT(5, L5_, F5_, G5_, S5_)
+SHIFT(6, L6_, F6_, G6_, S6_)
+#if MAXV >= 8
+SHIFT(7, L7_, F7_, G7_, S7_)
+SHIFT(8, L8_, F8_, G8_, S8_)
+#endif
+typedef void (*shift_fn)(const float *, int, int, int, const int32_t *, const float *, float *);
+#if MAXV >= 8
+static const shift_fn SHIFTS[9] = {0, shift1, shift2, shift3, shift4, shift5, shift6, shift7, shift8};
+#else
+static const shift_fn SHIFTS[7] = {0, shift1, shift2, shift3, shift4, shift5, shift6};
+#endif
+
+/* nv vectors of VW floats */
+static void shift(const float *x, int cb, int gg, int K, const int32_t *off, const float *kern,
+                  float *acc, int nv) {
+    for (int v0 = 0; v0 < nv; v0 += MAXV) {
+        int n = nv - v0 < MAXV ? nv - v0 : MAXV;
+        SHIFTS[n](x + VW * v0, cb, gg, K, off, kern, acc + VW * v0);
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define UNROLL _Pragma("GCC unroll 16")
+#else
+#define UNROLL
+#endif
+
+/* ---- cells kernel: T[k*ts + p] += kern[c*K + k] * x[c*gp + p], a register-blocked GEMM over
+   aligned rows (N vectors of cells by M active cells per block) ------------------------------- */
+#define CELLS(N, M)                                                                              \
+static void cells_##N##_##M(const float *x, int cb, int gp, const float *kern, int K, float *T, int ts) { \
+    vf a[M][N];                                                                                  \
+    UNROLL for (int k = 0; k < M; k++)                                                           \
+        UNROLL for (int v = 0; v < N; v++)                                                       \
+            a[k][v] = VLOAD(T + (int64_t)k * ts + VW * v);                                       \
+    for (int c = 0; c < cb; c++) {                                                               \
+        const float *row = x + (int64_t)c * gp;                                                  \
+        const float *kc = kern + (int64_t)c * K;                                                 \
+        vf xv[N];                                                                                \
+        UNROLL for (int v = 0; v < N; v++) xv[v] = VLOAD(row + VW * v);                          \
+        UNROLL for (int k = 0; k < M; k++) {                                                     \
+            const vf w = VSET1(kc[k]);                                                           \
+            UNROLL for (int v = 0; v < N; v++)                                                   \
+                a[k][v] = VFMA(w, xv[v], a[k][v]);                                               \
+        }                                                                                        \
+    }                                                                                            \
+    UNROLL for (int k = 0; k < M; k++)                                                           \
+        UNROLL for (int v = 0; v < N; v++)                                                       \
+            VSTORE(T + (int64_t)k * ts + VW * v, a[k][v]);                                       \
+}
+
+/* ---- direct cells kernel for small grids: the float16 rows of a whole image are converted in
+   registers and correlated at once, no scratch: N row vectors by M active cells. The tail cells
+   of a row (G*G mod VW <= 4 of them) go to col. */
+#define DIRECT(N, M)                                                                             \
+static void direct_##N##_##M(const uint16_t *f, int C, int gg, const float *kern, int K,         \
+                             float *T, int ts, float *col, int tail, int pf) {                   \
+    vf a[M][N];                                                                                  \
+    UNROLL for (int k = 0; k < M; k++)                                                           \
+        UNROLL for (int v = 0; v < N; v++) a[k][v] = VZERO();                                    \
+    const int64_t image = (int64_t)C * gg;                                                       \
+    for (int c = 0; c < C; c++) {                                                                \
+        const uint16_t *row = f + (int64_t)c * gg;                                               \
+        const float *kc = kern + (int64_t)c * K;                                                 \
+        /* first pass: the same row of the next image streams in (passes over other columns     \
+           of this image then find all of it in cache) */                                        \
+        if (VFS_PF_NEXT && pf) for (int b = 0; b < 2 * gg; b += 64) PREFETCH((const char *)(row + image) + b); \
+        if (!VFS_PF_NEXT) { PREFETCH((const char *)row + PREFETCH_BYTES); PREFETCH((const char *)row + PREFETCH_BYTES + 64); } \
+        vf xv[N];                                                                                \
+        UNROLL for (int v = 0; v < N; v++) xv[v] = VHALF(row + VW * v);                          \
+        for (int t = 0; t < tail; t++) col[(int64_t)t * C + c] = f16_to_f32(row[VW * N + t]);    \
+        UNROLL for (int k = 0; k < M; k++) {                                                     \
+            const vf w = VSET1(kc[k]);                                                           \
+            UNROLL for (int v = 0; v < N; v++)                                                   \
+                a[k][v] = VFMA(w, xv[v], a[k][v]);                                               \
+        }                                                                                        \
+    }                                                                                            \
+    UNROLL for (int k = 0; k < M; k++)                                                           \
+        UNROLL for (int v = 0; v < N; v++)                                                       \
+            VSTORE(T + (int64_t)k * ts + VW * v, a[k][v]);                                       \
+}
+
+#define BOTH(N, M) CELLS(N, M) DIRECT(N, M)
+#define BOTH_N(N) BOTH(N, 1) BOTH(N, 2) BOTH(N, 3) BOTH(N, 4) BOTH(N, 5) BOTH(N, 6) BOTH(N, 7) BOTH(N, 8) BOTH(N, 9)
+BOTH_N(1) BOTH_N(2) BOTH_N(3) BOTH_N(4)
+typedef void (*cells_fn)(const float *, int, int, const float *, int, float *, int);
+typedef void (*direct_fn)(const uint16_t *, int, int, const float *, int, float *, int, float *, int, int);
+#define CELLS_ROW(N) {0, cells_##N##_1, cells_##N##_2, cells_##N##_3, cells_##N##_4, cells_##N##_5, \
+                      cells_##N##_6, cells_##N##_7, cells_##N##_8, cells_##N##_9}
+#define DIRECT_ROW(N) {0, direct_##N##_1, direct_##N##_2, direct_##N##_3, direct_##N##_4, direct_##N##_5, \
+                       direct_##N##_6, direct_##N##_7, direct_##N##_8, direct_##N##_9}
+static const cells_fn CELLS_FNS[5][10] = {{0}, CELLS_ROW(1), CELLS_ROW(2), CELLS_ROW(3), CELLS_ROW(4)};
+static const direct_fn DIRECT_FNS[5][10] = {{0}, DIRECT_ROW(1), DIRECT_ROW(2), DIRECT_ROW(3), DIRECT_ROW(4)};
+
+/* The register block of the cells kernels: N row vectors (by up to MAXM(N) active cells) chosen
+   for the fewest cycles per channel, counted in FMA-port operations: N conversions per pass where
+   the kernel converts float16 itself (direct), N*M FMAs, and at least 8 per pass (4-cycle FMA
+   latency on 2 ports: fewer independent accumulators leave the ports idle). */
+static int block_cost(int nfull, int K, int n, int convert, int *passes) {
+    int cost = 0;
+    *passes = 0;
+    for (int pb = 0; pb < nfull; pb += n) {
+        const int bn = nfull - pb < n ? nfull - pb : n, maxm = MAXM(bn);
+        for (int kg = 0; kg < K; kg += maxm) {
+            const int m = K - kg < maxm ? K - kg : maxm, ops = bn * m + (convert ? bn : 0);
+            cost += ops > 8 ? ops : 8;
+            ++*passes;
+        }
+    }
+    return cost;
+}
+
+static int block_rows(int nfull, int K, int convert, int *cost, int *passes) {
+    int best = 1, best_cost = 1 << 30, best_passes = 0;
+    for (int n = 1; n <= NB; n++) {
+#ifdef VFS_FIXED_NB
+        if (n != (nfull < VFS_FIXED_NB ? nfull : VFS_FIXED_NB)) continue;
+#endif
+        int p, c = block_cost(nfull, K, n, convert, &p);
+        if (c <= best_cost) { best = n; best_cost = c; best_passes = p; }  /* ties: fewer passes */
+    }
+    if (cost) *cost = best_cost;
+    if (passes) *passes = best_passes;
+    return best;
+}
+
+/* gp: row stride, a multiple of VW; T rows of stride ts */
+static void cells(const float *x, int cb, int gp, int K, const float *kern, float *T, int tstride, int nb) {
+    const int nvg = gp / VW;
+    for (int pb = 0; pb < nvg; pb += nb) {
+        int n = nvg - pb < nb ? nvg - pb : nb;
+        const int maxm = MAXM(n);
+        for (int kg = 0; kg < K; kg += maxm) {
+            int m = K - kg < maxm ? K - kg : maxm;
+            CELLS_FNS[n][m](x + VW * pb, cb, gp, kern + kg, K, T + (int64_t)kg * tstride + VW * pb, tstride);
+        }
+    }
+}
+
+/* y[i] += a * x[i] for i < n */
+static inline void axpy(float *y, float a, const float *x, int n) {
+    int i = 0;
+    const vf va = VSET1(a);
+    for (; i + VW <= n; i += VW) VSTOREU(y + i, VFMA(va, VLOADU(x + i), VLOADU(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* sum of a[i] * b[i] for i < n */
+static inline float dot(const float *a, const float *b, int n) {
+    int i = 0;
+    vf v = VZERO();
+    for (; i + VW <= n; i += VW) v = VFMA(VLOADU(a + i), VLOADU(b + i), v);
+    float s = VSUM(v);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* acc[l] += sum over i = l (mod VW) of a[i] * b[i], i < n: per-lane partial dot products */
+static inline void dot_acc(const float *a, const float *b, int n, float *acc) {
+    int i = 0;
+    vf v = VLOAD(acc);
+    for (; i + VW <= n; i += VW) v = VFMA(VLOADU(a + i), VLOADU(b + i), v);
+    VSTORE(acc, v);
+    for (; i < n; i++) acc[i % VW] += a[i] * b[i];
+}
+
+/* the whole image against the kernel in one pass: float16 loads converted in registers.
+   dot_image and dot_image2 do the same operations in the same order for each image, so an
+   image's score is bit for bit the same whether it is scanned alone or in a pair (and so
+   independent of shard boundaries and of how the images are split over threads). */
+static float dot_image(const uint16_t *f, const float *kern, int64_t len) {
+    int64_t i = 0;
+    vf a0 = VZERO(), a1 = VZERO();
+    for (; i + 2 * VW <= len; i += 2 * VW) {
+        if ((i & 31) == 0) PREFETCH((const char *)(f + i) + PREFETCH_BYTES);
+        a0 = VFMA(VHALF(f + i), VLOADU(kern + i), a0);
+        a1 = VFMA(VHALF(f + i + VW), VLOADU(kern + i + VW), a1);
+    }
+    float s = VSUM(VADD(a0, a1));
+    float part[16] = {0};  /* partial sums keep the tail as accurate as the vector part */
+    for (; i < len; i++) part[i & 15] += f16_to_f32(f[i]) * kern[i];
+    for (int l = 0; l < 16; l++) s += part[l];
+    return s;
+}
+
+/* dot_image of two consecutive images at once: the kernel is loaded once for both */
+static void dot_image2(const uint16_t *f, const uint16_t *g, const float *kern, int64_t len, float *out) {
+    int64_t i = 0;
+    vf a0 = VZERO(), a1 = VZERO(), b0 = VZERO(), b1 = VZERO();
+    for (; i + 2 * VW <= len; i += 2 * VW) {
+        if ((i & 31) == 0) {
+            PREFETCH((const char *)(f + i) + PREFETCH_BYTES);
+            PREFETCH((const char *)(g + i) + PREFETCH_BYTES);
+        }
+        const vf k0 = VLOADU(kern + i), k1 = VLOADU(kern + i + VW);
+        a0 = VFMA(VHALF(f + i), k0, a0);
+        b0 = VFMA(VHALF(g + i), k0, b0);
+        a1 = VFMA(VHALF(f + i + VW), k1, a1);
+        b1 = VFMA(VHALF(g + i + VW), k1, b1);
+    }
+    float s = VSUM(VADD(a0, a1)), t = VSUM(VADD(b0, b1));
+    float p[16] = {0}, q[16] = {0};
+    for (; i < len; i++) {
+        p[i & 15] += f16_to_f32(f[i]) * kern[i];
+        q[i & 15] += f16_to_f32(g[i]) * kern[i];
+    }
+    for (int l = 0; l < 16; l++) s += p[l];
+    for (int l = 0; l < 16; l++) t += q[l];
+    out[0] = s;
+    out[1] = t;
+}
+
+static inline float cosine(float num, float den2) {
+    /* a window whose features are all zero has no direction: score 0, not NaN */
+    float r = den2 > 0.0f ? sqrtf(den2) : 0.0f;
+    float s = r > 0.0f ? num / r : 0.0f;
+    return s > 1.0f ? 1.0f : (s < -1.0f ? -1.0f : s);
+}
+
+/* acc[q] = cosine(acc[q], nrm[q]) for q < n (n a multiple of 16) */
+static void scores(float *acc, const float *nrm, int n) {
+#if defined(VSCORES)
+    vscores(acc, nrm, n);
+#else
+    for (int q = 0; q < n; q++) acc[q] = cosine(acc[q], nrm[q]);
+#endif
+}
+
+/*
+ * feats (n, C, G, G) float16 and norms2 (n, G, G) float32, C-contiguous.
+ * Window h x w; K active cells at flat offsets off[k] = i*G + j, squared weights msq[k];
+ * kern (C, K) float32 and its transpose kern_t (K, C) (mode dense: kern (C, G*G), msq (G*G)).
+ * Writes best[n] and flat[n] (first maximum, row-major over the (G-h+1) x (G-w+1) windows)
+ * and, unless NULL, every window's score into all_scores (n, G-h+1, G-w+1).
+ * Returns 0, or -1 where a size limit is exceeded.
+ */
+int EXPORT(vfs_scan)(const uint16_t *feats, const float *norms2, int64_t n, int C, int G, int h, int w,
+                     int K, const int32_t *off, const float *msq, const float *kern, const float *kern_t,
+                     int mode, float *best, int64_t *flat, float *all_scores) {
+    const int gg = G * G, Hp = G - h + 1, Wp = G - w + 1;
+    const int L = (Hp - 1) * G + Wp;
+    const int nv16 = mode == MODE_DENSE ? 1 : (L + 15) / 16;  /* window positions, in 16-float units */
+    const int nv = nv16 * 16 / VW;                            /* ... in vectors */
+    const int ts = (gg + 15) / 16 * 16;  /* row stride of the per-cell accumulators T */
+    const int nfull = gg / VW, tail = gg % VW;
+    /* cells mode: a short tail of cells (1 at 7x7, 4 at 14x14 with 16 lanes) is kept out of the
+       vector rows and correlated as columns over channels, so no FMA works on a mostly empty vector */
+    int direct, direct_cost, passes, scratch_cost;  /* direct: the register-only kernel reads the float16 rows itself */
+    const int nb_direct = nfull >= 1 ? block_rows(nfull, K, 1, &direct_cost, &passes) : 1;
+    const int nb_scratch = block_rows(mode == MODE_CELLS && tail > 4 ? nfull + 1 : nfull, K, 0, &scratch_cost, NULL);
+    /* the scratch path converts each row once (and stores it): 2 operations per vector */
+    direct = mode == MODE_CELLS && nfull >= 1 && tail <= 4 && (int64_t)C * tail <= SCRATCH_FLOATS &&
+             passes <= DIRECT_PASSES && direct_cost <= scratch_cost + 2 * nfull;
+    const int split = !direct && mode == MODE_CELLS && tail > 0 && tail <= 4 && nfull >= 1 &&
+                      16 * K * tail <= MAXTACC;
+    const int stride = mode == MODE_CELLS ? (split ? VW * nfull : ts) : gg;
+    if (C < 1 || G < 1 || h < 1 || w < 1 || h > G || w > G || K < 1) return -1;
+    if (16 * nv16 > MAXL || stride + 16 * nv16 + 16 > SCRATCH_FLOATS) return -1;
+    if (mode == MODE_CELLS && (int64_t)K * ts > MAXT) return -1;
+    /* scratch rows are padded so vector loads past the last cell stay inside the buffer */
+    float scratch[SCRATCH_FLOATS + 16 * MAXV16 + 16] ALIGNED(64);
+    float T[MAXT + 16] ALIGNED(64);
+    float col[4][SCRATCH_FLOATS / 16] ALIGNED(64);
+    float tacc[MAXTACC] ALIGNED(64);  /* 16 floats per (cell, tail column); VW lanes used */
+    float acc[MAXL + 16] ALIGNED(64);
+    float nrm[MAXL + 16] ALIGNED(64);
+    int cb = (SCRATCH_FLOATS - 16 * nv16 - 16) / stride;
+    if (cb > SCRATCH_FLOATS / 16) cb = SCRATCH_FLOATS / 16;
+    if (cb < 1) cb = 1;
+    if (cb > C) cb = C;
+    memset(scratch, 0, sizeof(scratch));
+    /* prefetch one block ahead: the next block streams in while this one is correlated */
+    const int64_t ahead = (int64_t)cb * gg * 2 > PREFETCH_BYTES ? (int64_t)cb * gg * 2 : PREFETCH_BYTES;
+    for (int64_t i = 0; i < n; i++) {
+        const uint16_t *f = feats + i * (int64_t)C * gg;
+        const float *n2 = norms2 + i * (int64_t)gg;
+        memset(acc, 0, sizeof(float) * 16 * nv16);
+        if (mode == MODE_CELLS && !direct) memset(T, 0, sizeof(float) * (size_t)K * ts);
+        if (split) memset(tacc, 0, sizeof(float) * 16 * (size_t)K * tail);
+        if (mode == MODE_DENSE) {
+            float nums[2];
+            const int pair = i + 1 < n;  /* two images per pass share the kernel's loads */
+            if (pair) dot_image2(f, f + (int64_t)C * gg, kern, (int64_t)C * gg, nums);
+            else nums[0] = dot_image(f, kern, (int64_t)C * gg);
+            for (int j = 0; j <= pair; j++) {
+                const float *nn = n2 + (int64_t)j * gg;
+                float den = 0.0f;
+                for (int q = 0; q < gg; q++) den += msq[q] * nn[q];
+                float s = cosine(nums[j], den);
+                if (all_scores) all_scores[i + j] = s;
+                best[i + j] = s;
+                flat[i + j] = 0;
+            }
+            i += pair;
+            continue;
+        }
+        if (direct) {
+            for (int pb = 0; pb < nfull; pb += nb_direct) {
+                const int bn = nfull - pb < nb_direct ? nfull - pb : nb_direct, maxm = MAXM(bn);
+                for (int kg = 0; kg < K; kg += maxm) {
+                    const int m = K - kg < maxm ? K - kg : maxm;
+                    const int t = kg == 0 && pb + bn == nfull ? tail : 0;  /* the tail follows the last block */
+                    DIRECT_FNS[bn][m](f + VW * pb, C, gg, kern + kg, K, T + (int64_t)kg * ts + VW * pb, ts, scratch, t,
+                                      pb == 0 && kg == 0);
+                }
+            }
+            for (int k = 0; k < K; k++)
+                for (int t = 0; t < tail; t++)
+                    T[(int64_t)k * ts + VW * nfull + t] = dot(kern_t + (int64_t)k * C, scratch + (int64_t)t * C, C);
+        } else
+        for (int c0 = 0; c0 < C; c0 += cb) {
+            int m = C - c0 < cb ? C - c0 : cb;
+            const uint16_t *src = f + (int64_t)c0 * gg;
+            if (mode == MODE_SHIFT) {
+                convert(src, scratch, (int64_t)m * gg, ahead);
+                shift(scratch, m, gg, K, off, kern + (int64_t)c0 * K, acc, nv);
+            } else if (split) {
+                for (int r = 0; r < m; r++) {
+                    const uint16_t *s = src + (int64_t)r * gg;
+                    convert(s, scratch + (int64_t)r * stride, VW * nfull, ahead);
+                    for (int t = 0; t < tail; t++) col[t][r] = f16_to_f32(s[VW * nfull + t]);
+                }
+                cells(scratch, m, stride, K, kern + (int64_t)c0 * K, T, ts, nb_scratch);
+                for (int k = 0; k < K; k++)
+                    for (int t = 0; t < tail; t++)
+                        dot_acc(kern_t + (int64_t)k * C + c0, col[t], m, tacc + 16 * (k * tail + t));
+            } else {
+                for (int r = 0; r < m; r++) convert(src + (int64_t)r * gg, scratch + (int64_t)r * stride, gg, ahead);
+                cells(scratch, m, stride, K, kern + (int64_t)c0 * K, T, ts, nb_scratch);
+            }
+        }
+        if (split)
+            for (int k = 0; k < K; k++)
+                for (int t = 0; t < tail; t++) {
+                    const float *v = tacc + 16 * (k * tail + t);
+                    float sum = 0.0f;
+                    for (int l = 0; l < VW; l++) sum += v[l];
+                    T[(int64_t)k * ts + VW * nfull + t] = sum;
+                }
+        if (mode == MODE_CELLS)  /* shift-and-add the per-cell correlations into the windows */
+            for (int k = 0; k < K; k++)  /* T has 16 floats of slack, so whole vectors are safe */
+                axpy(acc, 1.0f, T + (int64_t)k * ts + off[k], 16 * nv16);
+        for (int q = 0; q < 16 * nv16; q++) nrm[q] = 0.0f;
+        for (int k = 0; k < K; k++)  /* the norms of the last image end the array: no over-read */
+            axpy(nrm, msq[k], n2 + off[k], L);
+        scores(acc, nrm, 16 * nv16);  /* acc becomes the cosines, every flattened position at once */
+        float bs = -INFINITY;
+        int64_t bq = 0;
+        for (int y = 0; y < Hp; y++) {
+            for (int x = 0; x < Wp; x++) {
+                float s = acc[y * G + x];
+                int64_t wi = (int64_t)y * Wp + x;
+                if (all_scores) all_scores[i * (int64_t)Hp * Wp + wi] = s;
+                if (s > bs || (s != s && bs == bs)) { bs = s; bq = wi; }  /* first maximum; NaN wins, as in torch */
+            }
+        }
+        best[i] = bs;
+        flat[i] = bq;
+    }
+    return 0;
+}
