@@ -80,10 +80,9 @@ uint64_t stream_sum(const uint64_t *p, int64_t n) {
 def _c_sum():
     """A compiled uint64 sum (vectorised by the compiler): a stricter memory floor than numpy's reduce."""
     import ctypes
-    import tempfile
-
     import os
     import shutil
+    import tempfile
 
     cc = next((shutil.which(c) for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
     if cc is None:

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.data import write_cache
 from tests.similarity.test_search import masks
+from tests.support.data import write_cache
 from tests.support.oracle import brute_force
 from vfs.errors import VfsError
-from vfs.similarity.exact import Query, TorchBackend, get_backend, list_backends, search
 from vfs.similarity import kernel as _native
+from vfs.similarity.exact import Query, TorchBackend, get_backend, list_backends, search
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNABLE = _native.runnable_isas()

@@ -34,7 +34,7 @@ import numpy as np
 from vfs.cache.feature_cache import FeatureCache
 from vfs.errors import MaskError, VfsError
 from vfs.features.geometry import Box, grid_bounds, window_to_box
-from vfs.similarity import kernel
+from vfs.similarity import kernel as fused_kernel
 from vfs.similarity.ranking import top_k_indices
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ class TorchBackend(SimilarityBackend):
         self.strategy = strategy
         self.isa = isa
         if isa is not None and (self._kernel() is None or self.device_type != "cpu"):
-            raise VfsError(f"The fused-{isa} backend is unavailable here ({kernel.error or 'a CPU-only kernel'}).")
+            raise VfsError(f"The fused-{isa} backend is unavailable here ({fused_kernel.error or 'a CPU-only kernel'}).")
         self._resident: dict[int, tuple[object, list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
 
@@ -228,28 +228,28 @@ class TorchBackend(SimilarityBackend):
 
     def _kernel(self):  # -> the fused kernel this backend scans with, or None (PyTorch path)
         try:
-            return kernel.load(self.isa)
-        except kernel.KernelError as exc:
+            return fused_kernel.load(self.isa)
+        except fused_kernel.KernelError as exc:
             raise VfsError(f"The fused kernel cannot run here: {exc}.") from None
 
-    def _fused(self, grid: int, query: Query) -> kernel.NativePlan | None:
+    def _fused(self, grid: int, query: Query) -> fused_kernel.NativePlan | None:
         """The fused CPU plan for ``query``, or None where the PyTorch scan runs instead."""
         if self.device_type != "cpu" or self.strategy not in (None, "fused"):
             return None
         h, w = query.window_shape
-        kernel = self._kernel() if kernel.NativePlan.supported(grid, h, w) else None
-        if kernel is None:
+        scanner = self._kernel() if fused_kernel.NativePlan.supported(grid, h, w) else None
+        if scanner is None:
             if self.strategy == "fused" or self.isa:
-                raise VfsError(f"The fused kernel is unavailable ({kernel.error or 'grid too large'}).")
-            if kernel.NativePlan.supported(grid, h, w):
-                kernel.warn_fallback()
+                raise VfsError(f"The fused kernel is unavailable ({fused_kernel.error or 'grid too large'}).")
+            if fused_kernel.NativePlan.supported(grid, h, w):
+                fused_kernel.warn_fallback()
             return None
-        return kernel.NativePlan(query.kernel, query.weights, grid, isa=kernel.isa)
+        return fused_kernel.NativePlan(query.kernel, query.weights, grid, isa=scanner.isa)
 
     def runs_on(self, grid: int, query: Query) -> str:
         """What scans ``query`` on a ``grid``: ``fused-<isa>``, or ``torch-cpu``/``torch-cuda``."""
         if (self.device_type == "cpu" and self.strategy in (None, "fused")
-                and kernel.NativePlan.supported(grid, *query.window_shape) and self._kernel() is not None):
+                and fused_kernel.NativePlan.supported(grid, *query.window_shape) and self._kernel() is not None):
             return self._kernel().backend
         return f"torch-{self.device_type}"
 
@@ -268,8 +268,8 @@ class TorchBackend(SimilarityBackend):
             out = np.empty((n, g - h + 1, g - w + 1), np.float32)
             feats = np.ascontiguousarray(features, dtype=np.float16)
             norms = np.ascontiguousarray(cell_norms2, dtype=np.float32)
-            kernel.load(self.isa).scan([(feats, norms, np.empty(n, np.float32), np.empty(n, np.int64), out)],
-                                fused, threads=kernel.default_threads())
+            fused_kernel.load(self.isa).scan([(feats, norms, np.empty(n, np.float32), np.empty(n, np.int64), out)],
+                                fused, threads=fused_kernel.default_threads())
             return out
         import torch
 
@@ -298,11 +298,11 @@ class TorchBackend(SimilarityBackend):
         fused = self._fused(cache.grid, query)
         if fused is not None:
             if cache not in _POPULATED:  # map the whole cache in at once: far cheaper than page faults
-                kernel.populate([a for shard in cache.shards for a in (shard.features, shard.cell_norms2)])
+                fused_kernel.populate([a for shard in cache.shards for a in (shard.features, shard.cell_norms2)])
                 _POPULATED.add(cache)
-            kernel.load(self.isa).scan([(shard.features, shard.cell_norms2, best[shard.offset: shard.offset + len(shard.features)],
+            fused_kernel.load(self.isa).scan([(shard.features, shard.cell_norms2, best[shard.offset: shard.offset + len(shard.features)],
                                   where[shard.offset: shard.offset + len(shard.features)], None)
-                                 for shard in cache.shards], fused, threads=kernel.default_threads())
+                                 for shard in cache.shards], fused, threads=fused_kernel.default_threads())
             return best, where
         import torch
 
@@ -344,7 +344,7 @@ def register_lazy_backend(name: str, module: str, factory: str) -> None:
 
 def list_backends() -> list[str]:
     """Registered backends; of the ``fused-<isa>`` ones, those this CPU runs."""
-    return [n for n in _BACKENDS if not n.startswith("fused-") or n[6:] in kernel.runnable_isas()]
+    return [n for n in _BACKENDS if not n.startswith("fused-") or n[6:] in fused_kernel.runnable_isas()]
 
 
 def cuda_available() -> bool:
@@ -373,7 +373,7 @@ def get_backend(name: str = "auto") -> SimilarityBackend:
 
 register_backend("torch-cpu", lambda: TorchBackend("cpu"))
 register_backend("torch-cuda", lambda: TorchBackend("cuda"))
-for _isa in kernel.ISAS:  # the fused kernel with its instruction set forced
+for _isa in fused_kernel.ISAS:  # the fused kernel with its instruction set forced
     register_backend(f"fused-{_isa}", lambda isa=_isa: TorchBackend("cpu", "fused", isa=isa))
 # in vfs.similarity.sharded, imported when first asked for (ray-sharded needs Ray)
 register_lazy_backend("sharded", "vfs.similarity.sharded", "ShardedBackend")
