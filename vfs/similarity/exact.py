@@ -16,7 +16,6 @@ correlates with matmul/conv (torch is imported then). ``SearchResult.backend`` n
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import threading
@@ -26,11 +25,12 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vfs._registry import Registry
 from vfs.cache.feature_cache import FeatureCache
 from vfs.errors import MaskError, VfsError
 from vfs.features.geometry import Box, grid_bounds, window_to_box
@@ -327,24 +327,29 @@ class TorchBackend(SimilarityBackend):
         return scores.numpy(), flat.numpy()
 
 
-_BACKENDS: dict[str, Callable[[], SimilarityBackend]] = {}
-
 #: Device files a GPU driver creates (NVIDIA, ROCm, WSL): without one, CUDA cannot be there.
 _GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
 
+#: Every search backend by name. ``torch-cpu`` runs the fused kernel where it was built (and says
+#: ``fused-<isa>`` in results), ``fused-<isa>`` forces one instruction set; the sharded backends are
+#: in :mod:`vfs.similarity.sharded`, imported when first asked for (``ray-sharded`` needs Ray).
+BACKENDS: Registry[SimilarityBackend] = Registry("search backend", {
+    "torch-cpu": partial(TorchBackend, "cpu"),
+    "torch-cuda": partial(TorchBackend, "cuda"),
+    **{f"fused-{isa}": partial(TorchBackend, "cpu", "fused", isa=isa) for isa in fused_kernel.ISAS},
+    "sharded": "vfs.similarity.sharded:ShardedBackend",
+    "ray-sharded": "vfs.similarity.sharded:shared_ray_backend",
+})
 
-def register_backend(name: str, factory: Callable[[], SimilarityBackend]) -> None:
-    _BACKENDS[name] = factory
 
-
-def register_lazy_backend(name: str, module: str, factory: str) -> None:
-    """Register ``module.factory`` under ``name`` without importing ``module`` until the backend is asked for."""
-    register_backend(name, lambda: getattr(importlib.import_module(module), factory)())
+def register_backend(name: str, factory: str | Callable[[], SimilarityBackend]) -> None:
+    """``factory`` makes the backend: a callable, or ``"module:attribute"`` imported when first asked for."""
+    BACKENDS.register(name, factory)
 
 
 def list_backends() -> list[str]:
     """Registered backends; of the ``fused-<isa>`` ones, those this CPU runs."""
-    return [n for n in _BACKENDS if not n.startswith("fused-") or n[6:] in fused_kernel.runnable_isas()]
+    return [n for n in BACKENDS.names() if not n.startswith("fused-") or n[6:] in fused_kernel.runnable_isas()]
 
 
 def cuda_available() -> bool:
@@ -364,20 +369,7 @@ def default_backend() -> str:
 
 
 def get_backend(name: str = "auto") -> SimilarityBackend:
-    if name == "auto":
-        name = default_backend()
-    if name not in _BACKENDS:
-        raise VfsError(f"Unknown search backend {name!r}; available: {', '.join(_BACKENDS)}")
-    return _BACKENDS[name]()
-
-
-register_backend("torch-cpu", lambda: TorchBackend("cpu"))
-register_backend("torch-cuda", lambda: TorchBackend("cuda"))
-for _isa in fused_kernel.ISAS:  # the fused kernel with its instruction set forced
-    register_backend(f"fused-{_isa}", lambda isa=_isa: TorchBackend("cpu", "fused", isa=isa))
-# in vfs.similarity.sharded, imported when first asked for (ray-sharded needs Ray)
-register_lazy_backend("sharded", "vfs.similarity.sharded", "ShardedBackend")
-register_lazy_backend("ray-sharded", "vfs.similarity.sharded", "shared_ray_backend")
+    return BACKENDS.create(default_backend() if name == "auto" else name)
 
 
 def search(cache: FeatureCache, query: Query, top_k: int = 20, exclude: list[int] | None = None,
