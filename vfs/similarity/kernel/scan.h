@@ -353,7 +353,7 @@ int EXPORT(vfs_scan)(const uint16_t *feats, const float *norms2, int64_t n, int 
     const int nfull = gg / VW, tail = gg % VW;
     /* cells mode: a short tail of cells (1 at 7x7, 4 at 14x14 with 16 lanes) is kept out of the
        vector rows and correlated as columns over channels, so no FMA works on a mostly empty vector */
-    int direct, direct_cost, passes, scratch_cost;  /* direct: the register-only kernel reads the float16 rows itself */
+    int direct, direct_cost = 0, passes = 0, scratch_cost = 0;  /* direct: the register-only kernel reads the float16 rows itself */
     const int nb_direct = nfull >= 1 ? block_rows(nfull, K, 1, &direct_cost, &passes) : 1;
     const int nb_scratch = block_rows(mode == MODE_CELLS && tail > 4 ? nfull + 1 : nfull, K, 0, &scratch_cost, NULL);
     /* the scratch path converts each row once (and stores it): 2 operations per vector */
