@@ -345,8 +345,9 @@ class NativePlan:
 
 
 def block_cost(full: int, active: int, isa: str, convert: bool) -> tuple[int, int]:
-    """scan.h's block_rows: FMA-port operations per channel of the cells kernel's best register
-    block (conversions where ``convert``, FMAs, at least 8 per pass), and its number of passes."""
+    """FMA-port operations per channel of the cells kernel's cheapest register block (conversions
+    where ``convert``, and FMAs: the estimate the shift/cells choice was calibrated with; scan.h's
+    block_rows also counts FMA latency and a cost per pass to pick the block), and its passes."""
     _, most, maxm, _ = ISA_SHAPES.get(isa, ISA_SHAPES["avx512"])
     best = (1 << 30, 0)
     for n in range(1, most + 1):
@@ -355,7 +356,7 @@ def block_cost(full: int, active: int, isa: str, convert: bool) -> tuple[int, in
             width = min(n, full - start)
             for group in range(0, active, maxm(width)):
                 ops = width * min(maxm(width), active - group) + (width if convert else 0)
-                cost += max(ops, 8)
+                cost += ops
                 passes += 1
         if cost <= best[0]:  # ties: the wider block (fewer passes), as in scan.h
             best = (cost, passes)
