@@ -36,13 +36,14 @@ test: $(TEST_STAMP) browser-deps kernel-test-deps unit-other-pythons
 unit: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not app and not browser and not slow" $(PYTEST_ARGS)
 
-# each Python in OTHER_PYTHONS: a venv with vfs's torch-free dependencies only (torch wheels are GBs), then the
-# unit tests that need no torch (tests/torch_free.txt)
+# each Python in OTHER_PYTHONS: a venv with vfs's torch-free dependencies only (torch wheels are GBs), the search
+# kernel built for that Python beside the others, then the unit tests that need no torch (tests/torch_free.txt)
 unit-other-pythons:
 	@for python in $(OTHER_PYTHONS); do \
 	  venv=$(VENV)-$$($$python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	  test -x $$venv/bin/python || $$python -m venv $$venv; \
 	  $$venv/bin/python -m pip install -q -r tests/torch_free_requirements.txt && \
+	  $$venv/bin/python setup.py -q build_ext --inplace >/dev/null && \
 	  $$venv/bin/python -m pytest -q -p no:cacheprovider -m "not app and not browser and not slow" \
 	    $$(cat tests/torch_free.txt) || exit 1; \
 	done

@@ -23,10 +23,10 @@ def opened(dashboard, case, **kwargs):
     return app
 
 
-def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashboard, constructed_case):
-    app = opened(dashboard, constructed_case)
+def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashboard, private_case):
+    app = opened(dashboard, private_case)
     app.toggle(key="exclude_query").set_value(True)
-    draw(app, canvas_rect(constructed_case.patch_box))
+    draw(app, canvas_rect(private_case.patch_box))
     app.run()
     app.toggle(key="any_size").set_value(True).run()
     assert not app.exception, app.exception
@@ -48,9 +48,9 @@ def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashb
         assert ("× size" in caption) == (match.scale != 1.0), caption
 
 
-def test_two_regions_and_a_negative_search_the_set_and_the_link_reproduces_it(dashboard, constructed_case):
-    app = opened(dashboard, constructed_case)
-    draw(app, canvas_rect(constructed_case.patch_box))
+def test_two_regions_and_a_negative_search_the_set_and_the_link_reproduces_it(dashboard, private_case):
+    app = opened(dashboard, private_case)
+    draw(app, canvas_rect(private_case.patch_box))
     app.run()
     app.button(key="add_region").click().run()
     draw(app, canvas_rect((256, 256, 448, 448)))
@@ -72,7 +72,7 @@ def test_two_regions_and_a_negative_search_the_set_and_the_link_reproduces_it(da
     params["r"] = _all_values(app, "r")
     shared, problems = from_params(params)
     assert not problems and len(shared.regions) == 3 and shared.regions[2].negative
-    reopened = dashboard(constructed_case, query_params=params).run()
+    reopened = dashboard(private_case, query_params=params).run()
     assert not reopened.exception, reopened.exception
     again = reopened.session_state["region_set"]
     assert [(r.query.key, r.region.token, r.negative) for r in again] == \
@@ -89,10 +89,10 @@ def _all_values(app, name: str) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
-def test_choosing_a_mode_filters_the_gallery(dashboard, constructed_case):
-    app = opened(dashboard, constructed_case)
+def test_choosing_a_mode_filters_the_gallery(dashboard, private_case):
+    app = opened(dashboard, private_case)
     app.slider(key="top_k").set_value(20)
-    draw(app, canvas_rect(constructed_case.patch_box))
+    draw(app, canvas_rect(private_case.patch_box))
     app.run()
     app.button(key="find_modes").click().run()
     assert not app.exception, app.exception

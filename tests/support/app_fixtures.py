@@ -16,14 +16,18 @@ APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
 @pytest.fixture(scope="session")
-def constructed_case(tmp_path_factory: pytest.TempPathFactory) -> ConstructedCase:
-    """The dataset with its default-layer cache (tf_efficientnet_lite0, blocks.6, 7×7) built."""
+def constructed_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConstructedCase]:
+    """The dataset with its default-layer cache (tf_efficientnet_lite0, blocks.6, 7×7) built; shared by the
+    session, so read-only: a test that builds or deletes caches takes ``private_case``."""
     root = tmp_path_factory.mktemp("constructed")
     case = ConstructedCase(root / "data", root / "cache")
     make_constructed_dataset(case.data)
     model = load_model()
     build_index(case.data, model, model.default_layer, cache_dir=case.cache_dir)
-    return case
+    caches = sorted(p.name for p in case.cache_dir.glob("*/*--g*--*"))
+    yield case
+    added = sorted({p.name for p in case.cache_dir.glob("*/*--g*--*")} - set(caches))
+    assert not added, f"tests built caches in the shared case (use private_case): {added}"
 
 
 @pytest.fixture

@@ -160,10 +160,17 @@ def _string_array(values: list[str | None]) -> pa.Array:
                                                             pa.py_buffer(b"".join(encoded))], null_count=nulls)
 
 
+# the numeric Arrow types of the shard schema; pyarrow's own to_pandas_dtype imports pandas in recent versions
+_NUMPY_TYPES = {arrow: np.dtype(numpy) for arrow, numpy in (
+    (pa.float16(), np.float16), (pa.float32(), np.float32), (pa.float64(), np.float64), (pa.int8(), np.int8),
+    (pa.int16(), np.int16), (pa.int32(), np.int32), (pa.int64(), np.int64), (pa.uint8(), np.uint8),
+    (pa.uint16(), np.uint16), (pa.uint32(), np.uint32), (pa.uint64(), np.uint64))}
+
+
 def _numbers(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """The values of a numeric column without nulls, zero-copy for one chunk (read-only)."""
     chunks = [c for c in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]) if len(c)]
-    dtype = np.dtype(column.type.to_pandas_dtype())  # a numpy dtype; pandas is not imported for it
+    dtype = _NUMPY_TYPES[column.type]
     parts = [np.frombuffer(c.buffers()[1], dtype, count=len(c), offset=c.offset * dtype.itemsize) for c in chunks]
     return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, dtype)
 
