@@ -15,6 +15,7 @@ from app_pages.shared import common
 FAVICON = Path(__file__).parent / "app_pages" / "shared" / "favicon.png"
 st.set_page_config(page_title="Visual Feature Search", page_icon=str(FAVICON), layout="wide")
 common.keep_settings()
+common.upload_sweeper()  # started once per server
 st.session_state["config"] = common.app_config()
 common.sign_in_gate(st.session_state["config"])  # stops here for visitors a deployment does not let in
 common.read_link_once()

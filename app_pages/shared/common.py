@@ -23,6 +23,7 @@ from vfs.dashboard.links import SharedSearch, from_params, to_params
 from vfs.dashboard.query_images import QueryImage, unreadable_picture
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid
+from vfs.dashboard.uploads import UploadSweeper
 from vfs.errors import ModelError, VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.features.images import scan_images
@@ -36,6 +37,16 @@ T = TypeVar("T")
 def get_model(name: str, weights: str | None = None, weights_version: int | None = None) -> FeatureModel:
     """``weights``: a weights file (``weights_version``, its mtime, reloads it when replaced)."""
     return load_model(name, weights)
+
+
+@st.cache_resource
+def upload_sweeper() -> UploadSweeper:
+    """One sweeper for the server: uploads that no uploader claims leave memory within a minute."""
+    from streamlit.runtime import Runtime
+
+    sweeper = UploadSweeper(Runtime.instance().uploaded_file_mgr)
+    sweeper.start()
+    return sweeper
 
 
 @st.cache_resource

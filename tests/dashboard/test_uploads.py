@@ -84,3 +84,28 @@ def test_a_read_only_store_opens_uploads_and_keeps_no_new_one(tmp_path):
     assert reader.get(name) == b"kept earlier"
     with pytest.raises(UploadError, match="read-only"):
         reader.put(b"new")
+
+
+def test_the_sweeper_releases_all_but_each_sessions_newest_upload_once_due():
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from vfs.dashboard.uploads import UploadSweeper
+
+    manager = MemoryUploadedFileManager("/_stcore/upload_file")
+    for session, files in (("a", ["a1", "a2", "a3"]), ("b", ["b1"])):
+        for file_id in files:
+            manager.add_file(session, UploadedFileRec(file_id, f"{file_id}.png", "image/png", b"x" * 1000))
+    now = [0.0]
+    sweeper = UploadSweeper(manager, grace=30, clock=lambda: now[0])
+    assert sweeper.sweep() == 0  # first seen now: a legitimate upload gets its grace period
+    now[0] = 29.9
+    assert sweeper.sweep() == 0
+    now[0] = 30.0
+    assert sweeper.sweep() == 2
+    assert {s: list(f) for s, f in manager.file_storage.items()} == {"a": ["a3"], "b": ["b1"]}
+    assert sum(stat.byte_length for stats in manager.get_stats().values() for stat in stats) == 2000  # bytes freed
+    manager.add_file("a", UploadedFileRec("a4", "a4.png", "image/png", b"y"))  # a3 is now an older one
+    assert sweeper.sweep() == 0
+    now[0] = 60.0
+    assert sweeper.sweep() == 1 and list(manager.file_storage["a"]) == ["a4"]

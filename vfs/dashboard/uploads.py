@@ -5,7 +5,8 @@ An upload is stored once under the hex digest of its bytes; the link carries onl
 file is opened, so a link cannot name anything else. Files are written atomically and never
 changed. The folder is bounded: beyond ``max_bytes`` the uploads least recently stored or
 opened are deleted (their links then say the image is gone). A read-only store opens uploads
-but keeps no new ones.
+but keeps no new ones. :class:`UploadSweeper` releases the server's in-memory copies that no
+uploader claims.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vfs.errors import VfsError
 
@@ -100,3 +105,41 @@ class UploadStore:
                 with contextlib.suppress(OSError):
                     (self.folder / name).unlink()
                 total -= size
+
+
+class UploadSweeper:
+    """Releases the uploads a server session holds beyond its newest one, once older than ``grace`` seconds.
+
+    The dashboard's uploader takes one file, so a session needs at most its newest upload; older ones
+    are what a client that PUTs files the page never claims (or a replaced upload) leaves in the
+    server's memory until the session ends. ``manager`` is Streamlit's uploaded-file manager, used
+    through ``file_storage`` (session id → {file id → record}, in upload order) and ``remove_file``.
+    """
+
+    def __init__(self, manager: Any, grace: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.manager, self.grace, self.clock = manager, grace, clock
+        self._first_seen: dict[tuple[str, str], float] = {}
+
+    def sweep(self) -> int:
+        """Release what is due; how many files were released."""
+        now, released, present = self.clock(), 0, set()
+        for session, files in list(self.manager.file_storage.items()):
+            for file_id in list(files)[:-1]:  # all but the newest
+                key = (session, file_id)
+                present.add(key)
+                if now - self._first_seen.setdefault(key, now) >= self.grace:
+                    self.manager.remove_file(session, file_id)
+                    released += 1
+        self._first_seen = {key: seen for key, seen in self._first_seen.items() if key in present}
+        return released
+
+    def start(self, interval: float = 10.0) -> threading.Thread:
+        """Sweep every ``interval`` seconds in a daemon thread, for the life of the server."""
+        def run() -> None:
+            while True:
+                time.sleep(interval)
+                self.sweep()
+
+        thread = threading.Thread(target=run, name="vfs-upload-sweeper", daemon=True)
+        thread.start()
+        return thread
