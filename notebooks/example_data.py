@@ -2,20 +2,18 @@
 
 With ``../shared/datasets/imagenette-val`` beside the repository, a deterministic subset of it
 (the first ``per_class`` files of each class, by name) is copied into
-``data/examples/imagenette-val-<per_class>/<class name>/``. Without it, the photographs that
-scikit-image and scikit-learn ship are cut into a few crops and flips each, one label folder per
-photograph, in ``data/examples/package-photos/``. Either way the notebooks run the same code,
-and :attr:`ExampleData.description` says which data they used.
+``data/examples/imagenette-val-<per_class>/<class name>/``. Without it, the first
+:data:`DEMO_PER_LABEL` photos of each label of the demo dataset the repository ships
+(``data/clothing``, CC0) go to ``data/examples/clothing-<n>/``. Either way the notebooks run the
+same code, and :attr:`ExampleData.description` says which data they used.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 import tempfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,25 +26,13 @@ from vfs.features.images import IMAGE_EXTENSIONS, load_image
 
 IMAGENETTE = Path("shared/datasets/imagenette-val")
 EXAMPLES_DIR = Path("data/examples")
-#: Long side of the package-photo variants: about the model's input, so indexing stays quick.
-VARIANT_SIDE = 256
+DEMO = Path("data/clothing")
+#: Photos of each demo label the notebooks use: enough for label statistics, quick to index.
+DEMO_PER_LABEL = 12
 
-#: label -> (package, file) of the package photographs the fallback dataset is made of.
-PACKAGE_PHOTOS = {
-    "cat": ("skimage", "data/chelsea.png"),
-    "coffee": ("skimage", "data/coffee.png"),
-    "astronaut": ("skimage", "data/astronaut.png"),
-    "rocket": ("skimage", "data/rocket.jpg"),
-    "motorcycle": ("skimage", "data/motorcycle_left.png"),
-    "brick": ("skimage", "data/brick.png"),
-    "grass": ("skimage", "data/grass.png"),
-    "gravel": ("skimage", "data/gravel.png"),
-    "palace": ("sklearn", "datasets/images/china.jpg"),
-    "flower": ("sklearn", "datasets/images/flower.jpg"),
-}
 #: The suggested query of each dataset: (label, file index in its folder, box as fractions of the image).
 _IMAGENETTE_QUERY = ("English springer", 2, (0.18, 0.02, 0.70, 0.45))  # the dog's head
-_PACKAGE_QUERY = ("cat", 0, (0.29, 0.27, 0.47, 0.50))  # the cat's left eye
+_DEMO_QUERY = ("shoes", 0, (0.18, 0.20, 0.47, 0.45))  # the laces of the left shoe
 
 
 @dataclass(frozen=True)
@@ -110,67 +96,23 @@ def class_names(imagenette: Path) -> dict[str, str]:
 
 def imagenette_subset(imagenette: Path, target: Path, per_class: int) -> Path:
     """The first ``per_class`` images of every class of ``imagenette`` in ``target/<class name>/``."""
-    names = class_names(imagenette)
+    return labelled_subset(imagenette, target, per_class, class_names(imagenette))
+
+
+def labelled_subset(source: Path, target: Path, per_class: int, names: dict[str, str]) -> Path:
+    """The first ``per_class`` images of each folder ``source/<folder>`` in ``target/<names[folder]>/``."""
 
     def build(folder: Path) -> None:
-        for synset, name in sorted(names.items()):
+        for label, name in sorted(names.items()):
             (folder / name).mkdir()
-            for source in _images(imagenette / synset)[:per_class]:
-                shutil.copy2(source, folder / name / source.name)
-
-    return _build_once(target, build)
-
-
-def _package_file(package: str, relative: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / relative
-    return path if path.is_file() else None
-
-
-def photo_variants(photo: Image.Image, count: int, seed: int, side: int = VARIANT_SIDE) -> list[Image.Image]:
-    """The whole photo, then ``count - 1`` random crops (40–85 % of its area), half of them mirrored."""
-    rng = np.random.default_rng(seed)
-    variants = [photo]
-    width, height = photo.size
-    for _ in range(count - 1):
-        area = rng.uniform(0.40, 0.85)
-        aspect = rng.uniform(0.75, 1.33)
-        crop_w = min(width, round(width * np.sqrt(area * aspect)))
-        crop_h = min(height, round(height * np.sqrt(area / aspect)))
-        left = int(rng.integers(0, width - crop_w + 1))
-        top = int(rng.integers(0, height - crop_h + 1))
-        crop = photo.crop((left, top, left + crop_w, top + crop_h))
-        variants.append(ImageOps.mirror(crop) if rng.random() < 0.5 else crop)
-    sized = []
-    for variant in variants:
-        variant = variant.copy()
-        variant.thumbnail((side, side), Image.Resampling.LANCZOS)
-        sized.append(variant)
-    return sized
-
-
-def package_photo_set(target: Path, per_label: int = 8) -> Path:
-    """Crops and flips of each package photograph, one folder per photograph, in ``target``."""
-    sources = {label: _package_file(*where) for label, where in PACKAGE_PHOTOS.items()}
-    sources = {label: path for label, path in sources.items() if path is not None}
-    if len(sources) < 2:
-        raise DatasetError("The example notebooks need scikit-image (and scikit-learn) for their photographs "
-                           "when ../shared/datasets/imagenette-val is absent: pip install 'vfs[notebook]'.")
-
-    def build(folder: Path) -> None:
-        for label, path in sorted(sources.items()):
-            (folder / label).mkdir()
-            seed = zlib.crc32(label.encode())  # stable across runs and machines
-            for number, variant in enumerate(photo_variants(load_image(path), per_label, seed)):
-                variant.save(folder / label / f"{label}-{number:02d}.jpg", quality=90)
+            for image in _images(source / label)[:per_class]:
+                shutil.copy2(image, folder / name / image.name)
 
     return _build_once(target, build)
 
 
 def example_dataset(root: str | Path | None = None, per_class: int = 40) -> ExampleData:
-    """The notebooks' dataset: an imagenette-val subset when ``<root>/../shared`` has it, else package photos."""
+    """The notebooks' dataset: an imagenette-val subset when ``<root>/../shared`` has it, else the shipped demo."""
     root = repo_root() if root is None else Path(root)
     imagenette = root.parent / IMAGENETTE
     if (imagenette / "classes.csv").is_file():
@@ -180,12 +122,16 @@ def example_dataset(root: str | Path | None = None, per_class: int = 40) -> Exam
         label, number, fractions = _IMAGENETTE_QUERY
         from_shared = True
     else:
-        path = package_photo_set(root / EXAMPLES_DIR / "package-photos")
-        labels = _labels(path)
-        description = (f"package photos ({imagenette} not found): {len(labels)} photographs shipped with "
-                       f"scikit-image and scikit-learn, each cut into {len(_images(path / labels[0]))} crops and "
-                       f"flips in a folder named after it ({sum(1 for _ in path.glob('*/*'))} images)")
-        label, number, fractions = _PACKAGE_QUERY
+        demo = root / DEMO
+        if not demo.is_dir():
+            raise DatasetError(f"Neither {imagenette} nor the demo photos ({demo}) are here: run the notebooks "
+                               "from the repository's notebooks/ folder.")
+        labels = _labels(demo)
+        path = labelled_subset(demo, root / EXAMPLES_DIR / f"clothing-{DEMO_PER_LABEL}", DEMO_PER_LABEL,
+                               {label: label for label in labels})
+        description = (f"the clothing demo ({imagenette} not found): the first {DEMO_PER_LABEL} photos of each of "
+                       f"its {len(labels)} labels in {DEMO} ({sum(1 for _ in path.glob('*/*'))} images)")
+        label, number, fractions = _DEMO_QUERY
         from_shared = False
     query = _images(path / label)[number]
     return ExampleData(path, description, query, _fraction_box(query, fractions), from_shared)

@@ -155,3 +155,14 @@ def test_scales_index_their_levels_and_every_result_says_its_scale(tmp_path, cap
     with pytest.raises(SystemExit) as exited:
         run(capsys, "search", photo_dir, *common, "--scales", "x")
     assert exited.value.code == 2 and "Scales are numbers" in capsys.readouterr().err
+
+
+def test_json_results_name_their_labels(tmp_path, capsys, photo_dir):
+    (photo_dir / "labels.csv").write_text("folder,name\nanimals,animals and people\n")
+    code, out, err = run(capsys, "search", photo_dir, "--layer", "blocks.6", "--grid", "3", "--cache-dir",
+                         tmp_path / "c", "--query", photo_dir / "animals/chelsea.png", "--box", "0,0,200,200",
+                         "--top-k", "9", "--json")
+    assert code == 0, err
+    by_folder = {r["label"]: r["label_name"] for r in json.loads(out)["results"]}
+    assert by_folder["animals"] == "animals and people"  # named by the dataset's labels.csv
+    assert by_folder["textures"] == "textures"  # a folder the file does not name keeps its own name

@@ -1,4 +1,4 @@
-"""The notebooks' datasets: an imagenette-val subset when ../shared has one, package photos otherwise."""
+"""The notebooks' datasets: an imagenette-val subset when ../shared has one, the shipped clothing demo otherwise."""
 
 from pathlib import Path
 
@@ -7,11 +7,10 @@ import pytest
 from PIL import Image
 
 from notebooks.example_data import (
-    PACKAGE_PHOTOS,
+    DEMO,
+    DEMO_PER_LABEL,
     example_dataset,
     imagenette_subset,
-    package_photo_set,
-    photo_variants,
     repo_root,
     sketch,
     sketch_dataset,
@@ -57,31 +56,29 @@ def test_example_dataset_uses_shared_imagenette_beside_the_repository(tmp_path):
     assert "first 3 photos" in data.description and "(6 images)" in data.description
 
 
-def test_package_photo_set_without_shared(tmp_path):
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_without_shared_the_shipped_demo_is_used(tmp_path):
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    (tmp_path / "repo" / DEMO).symlink_to(REPO / DEMO)  # a clone without ../shared beside it
     data = example_dataset(tmp_path / "repo")
-    assert not data.from_shared and data.description.startswith("package photos")
+    assert not data.from_shared and data.description.startswith("the clothing demo")
     labels = sorted(p.name for p in data.path.iterdir())
-    assert labels == sorted(PACKAGE_PHOTOS)
-    assert all(len(list((data.path / label).iterdir())) == 8 for label in labels)
-    assert data.query == data.path / "cat" / "cat-00.jpg"
+    assert labels == sorted(p.name for p in (REPO / DEMO).iterdir() if p.is_dir()) and len(labels) == 10
+    assert all(len(list((data.path / label).iterdir())) == DEMO_PER_LABEL for label in labels)
+    first_shoes = sorted((REPO / DEMO / "shoes").iterdir())[0]
+    assert data.query == data.path / "shoes" / first_shoes.name
     with Image.open(data.query) as query:
-        assert query.size == (256, 170)
+        width, height = query.size
     x0, y0, x1, y1 = data.query_box
-    assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 170
-    # built once: a second call reuses the folder, and a second build makes the same pictures
-    assert example_dataset(tmp_path / "repo").path == data.path
-    again = package_photo_set(tmp_path / "again")
-    first, second = data.path / "cat" / "cat-05.jpg", again / "cat" / "cat-05.jpg"
-    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    assert example_dataset(tmp_path / "repo").path == data.path  # built once, then reused
 
 
-def test_photo_variants_are_seeded_crops_within_the_size():
-    photo = Image.fromarray(np.random.default_rng(2).integers(0, 255, (300, 500, 3), dtype=np.uint8))
-    variants = photo_variants(photo, count=5, seed=7, side=128)
-    assert len(variants) == 5 and variants[0].size == (128, 77)
-    assert all(max(v.size) == 128 for v in variants)
-    assert [v.tobytes() for v in variants] == [v.tobytes() for v in photo_variants(photo, 5, seed=7, side=128)]
-    assert variants[1].tobytes() != photo_variants(photo, 5, seed=8, side=128)[1].tobytes()
+def test_without_shared_or_the_demo_the_message_says_where_to_run(tmp_path):
+    with pytest.raises(DatasetError, match="notebooks/ folder"):
+        example_dataset(tmp_path / "elsewhere")
 
 
 def test_sketches_keep_edges_and_drop_colour(tmp_path):
@@ -99,11 +96,3 @@ def test_sketches_keep_edges_and_drop_colour(tmp_path):
         sorted(p.relative_to(data.path).with_suffix("").as_posix() for p in data.path.glob("*/*"))
     assert sketches.query.is_file() and sketches.query_box == data.query_box
     assert sketches.description.startswith("sketches of imagenette-val")
-
-
-def test_package_photos_need_the_packages(tmp_path, monkeypatch):
-    import notebooks.example_data
-
-    monkeypatch.setattr(notebooks.example_data, "_package_file", lambda package, relative: None)
-    with pytest.raises(DatasetError, match="scikit-image"):
-        package_photo_set(tmp_path / "photos")

@@ -1,4 +1,4 @@
-"""The example notebooks run top to bottom as on a fresh machine: package photos, no ../shared."""
+"""The example notebooks run top to bottom as on a fresh machine: the shipped demo photos, no ../shared."""
 
 import shutil
 from pathlib import Path
@@ -20,6 +20,8 @@ def fresh_repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fresh") / "repo"
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(NOTEBOOKS[0].with_name("example_data.py"), root / "notebooks")  # the notebooks' data helpers
+    (root / "data").mkdir()
+    (root / "data" / "clothing").symlink_to(NOTEBOOKS[0].parents[1] / "data" / "clothing")  # what a clone ships
     return root
 
 
@@ -44,8 +46,8 @@ def test_notebook_runs_top_to_bottom(path, fresh_repo):
                             resources={"metadata": {"path": str(fresh_repo / "notebooks")}})
     client.execute()  # raises CellExecutionError, with the cell and traceback, if any cell fails
     text = outputs_text(notebook)
-    assert "Data: package photos" in text and "imagenette-val not found" in text
-    assert (fresh_repo / "data" / "cache").is_dir() and (fresh_repo / "data" / "examples" / "package-photos").is_dir()
+    assert "Data: the clothing demo" in text and "imagenette-val not found" in text
+    assert (fresh_repo / "data" / "cache").is_dir() and (fresh_repo / "data" / "examples" / "clothing-12").is_dir()
     if path.stem == "01-quick-start":
         mimes = {key for cell in notebook.cells for output in cell.get("outputs", []) for key in output.get("data", {})}
         assert "application/vnd.jupyter.widget-view+json" in mimes and "1. 1.000  cat" in text
