@@ -44,8 +44,9 @@ def upload_sweeper() -> UploadSweeper:
     """One sweeper for the server: uploads that no uploader claims leave memory within a minute."""
     from streamlit.runtime import Runtime
 
-    sweeper = UploadSweeper(Runtime.instance().uploaded_file_mgr)
-    sweeper.start()
+    grace = float(os.environ.get("VFS_UPLOAD_GRACE_S", "30"))  # a test shortens it
+    sweeper = UploadSweeper(Runtime.instance().uploaded_file_mgr, grace=grace)
+    sweeper.start(interval=grace / 3)
     return sweeper
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.app_cases import SIDE
-from tests.support.app_server import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, GALLERY_LOADED_JS, running_dashboard
+from tests.support.app_server import (
+    APP_IDLE_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    GALLERY_LOADED_JS,
+    dashboard_server,
+    running_dashboard,
+)
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -203,7 +210,7 @@ def test_hostile_links_and_names_reach_no_other_host(hostile_case, browser):
         page.close()
 
 
-def _put_upload(url: str, session_id: str, xsrf: str, size: int, chunked: bool = False) -> int:
+def _put_upload(url: str, session_id: str, xsrf: str, size: int, chunked: bool = False, file_id: str = "big") -> int:
     """PUT a multipart upload of ``size`` bytes to Streamlit's upload endpoint as the session; the HTTP status."""
     import http.client
     from urllib.parse import urlsplit
@@ -225,11 +232,11 @@ def _put_upload(url: str, session_id: str, xsrf: str, size: int, chunked: bool =
 
     try:
         if chunked:  # no Content-Length: the server must count the bytes as they arrive
-            connection.request("PUT", f"/_stcore/upload_file/{session_id}/big", body=body(), headers=headers,
+            connection.request("PUT", f"/_stcore/upload_file/{session_id}/{file_id}", body=body(), headers=headers,
                                 encode_chunked=True)
         else:
             headers["Content-Length"] = str(len(head) + size + len(tail))
-            connection.request("PUT", f"/_stcore/upload_file/{session_id}/big", body=body(), headers=headers)
+            connection.request("PUT", f"/_stcore/upload_file/{session_id}/{file_id}", body=body(), headers=headers)
         return connection.getresponse().status
     except (BrokenPipeError, ConnectionResetError):  # the server stopped reading: refused, before the end
         return 413
@@ -263,4 +270,47 @@ def test_the_server_refuses_an_upload_above_its_limit(constructed_case, browser)
         assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024) == 413  # announced too large
         assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024, chunked=True) == 413  # counted too large
         assert _put_upload(url, "not-a-session", xsrf, 10_000) == 400
+        page.close()
+
+
+def _uploaded_bytes(url: str) -> int:
+    """What the server's upload manager holds, from Streamlit's metrics endpoint."""
+    from urllib.request import urlopen
+
+    with urlopen(f"{url.rstrip('/')}/_stcore/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("cache_memory_bytes") and "UploadedFileManager" in line)
+
+
+def test_uploads_no_uploader_claims_leave_the_server(constructed_case, browser):
+    """Files PUT for a session that no uploader claims are released after the grace period (2 s here)."""
+    import os
+    import time
+
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    with dashboard_server(arguments, env={**os.environ, "VFS_UPLOAD_GRACE_S": "2"}) as server:
+        sessions: list[str] = []
+
+        def read_frame(payload: bytes | str) -> None:
+            if isinstance(payload, bytes):
+                message = ForwardMsg()
+                message.ParseFromString(payload)
+                if message.WhichOneof("type") == "new_session":
+                    sessions.append(message.new_session.initialize.session_id)
+
+        page = browser.new_page()
+        page.on("websocket", lambda socket: socket.on("framereceived", read_frame))
+        page.goto(server.url)
+        page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
+        xsrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "_streamlit_xsrf")
+        for number in range(4):
+            assert _put_upload(server.url, sessions[0], xsrf, 2_000_000, file_id=f"orphan{number}") == 204
+        assert _uploaded_bytes(server.url) >= 8_000_000
+        deadline = time.monotonic() + 30
+        while _uploaded_bytes(server.url) > 2_100_000 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _uploaded_bytes(server.url) <= 2_100_000  # only the newest is kept, for the uploader
         page.close()
