@@ -12,7 +12,16 @@ from streamlit_drawable_canvas import st_canvas
 
 from app_pages.shared import common, labels_panel, queries_panel, result_filters
 from vfs.cache.catalog import manifest_token
-from vfs.dashboard.canvas import SEED_COLOUR, CanvasFit, canvas_size, drawing_to_region, region_objects
+from vfs.dashboard.canvas import (
+    FILL_OPACITY,
+    RECTANGLE_OUTLINE,
+    STROKE_OPACITY,
+    CanvasFit,
+    canvas_size,
+    drawing_colour,
+    drawing_to_region,
+    region_objects,
+)
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import score_distribution
@@ -43,13 +52,14 @@ PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
 GALLERY_COLUMNS = 4
 BRUSH, RECTANGLE = "Brush", "Rectangle"
-STROKE_COLOUR = "rgba({}, {}, {}, 0.6)".format(*SEED_COLOUR)  # the colour a link's region is shaded in
-FILL_COLOUR = "rgba({}, {}, {}, 0.25)".format(*SEED_COLOUR)
+DRAWN_KEY = "drawn_objects"  # (query key, the canvas's objects): what was drawn, to put back after another page
+RESTORED_KEY = "restored_objects"  # the objects the canvas was reopened with (None: the seed region's, if any)
 
 
 def choose_query(query: QueryImage) -> None:
     st.session_state["query"] = query
     st.session_state["seed_region"] = None
+    st.session_state[RESTORED_KEY] = None
 
 
 def search_from(match: Match, grid: int) -> None:
@@ -70,6 +80,8 @@ def clear_drawing() -> None:
     st.session_state["clears"] = st.session_state.get("clears", 0) + 1
     st.session_state["cleared_drawing"] = st.session_state.get("shown_drawing")
     st.session_state["seed_region"] = None
+    st.session_state[RESTORED_KEY] = None
+    st.session_state[DRAWN_KEY] = (None, [])
 
 
 def take_upload() -> None:
@@ -304,21 +316,28 @@ def workspace(current: Selection) -> None:
         st.space("small")  # room for the canvas's own toolbar, which floats above its top edge
         fit = CanvasFit.stretched((width, height), image_size)
         seed: Region | None = st.session_state.get("seed_region")  # a region put on the canvas as objects
-        if (f"canvas:{query.key}" not in st.session_state and seed is None
-                and st.session_state.get("search_region_query") == query.key):
-            # back from another page: streamlit dropped the canvas's drawing, so the last region is put back
-            seed = st.session_state["seed_region"] = st.session_state.get("search_region")
-        seed_objects = [] if seed is None else region_objects(seed, fit, image_size)
+        drawn_query, drawn_objects = st.session_state.get(DRAWN_KEY, (None, []))
+        if f"canvas:{query.key}" not in st.session_state:
+            # back from another page: streamlit dropped the canvas's drawing, so what was drawn (the seed's
+            # objects first, when there is a seed) is put back as it was drawn
+            st.session_state[RESTORED_KEY] = drawn_objects if drawn_query == query.key else None
+        initial_objects = st.session_state.get(RESTORED_KEY) or (
+            [] if seed is None else region_objects(seed, fit, image_size))
         drawing = st_canvas(background_image=background, width=width, height=height,
                             drawing_mode="freedraw" if tool == BRUSH else "rect",
-                            stroke_width=brush if tool == BRUSH else 2, stroke_color=STROKE_COLOUR,
-                            fill_color=FILL_COLOUR, key=f"canvas:{query.key}",
-                            initial_drawing={"objects": seed_objects, "clears": st.session_state.get("clears", 0)})
+                            stroke_width=brush if tool == BRUSH else RECTANGLE_OUTLINE,
+                            stroke_color=drawing_colour(STROKE_OPACITY), fill_color=drawing_colour(FILL_OPACITY),
+                            key=f"canvas:{query.key}",
+                            initial_drawing={"objects": initial_objects, "clears": st.session_state.get("clears", 0)})
         st.session_state["shown_drawing"] = drawing.json_data
         cleared = drawing.json_data == st.session_state.get("cleared_drawing")
         region = None if cleared else drawing_to_region(drawing.json_data, fit, image_size, current.grid, seed)
+        if seed is not None and region is None and not cleared:
+            # the canvas's own reset removed the link's region: forget it, as Clear does
+            st.session_state["seed_region"] = seed = None
+        objects = (drawing.json_data or {}).get("objects", []) if not cleared else []
+        st.session_state[DRAWN_KEY] = (query.key, objects)
         st.session_state["search_region"] = region  # the Compare page searches it across setups
-        st.session_state["search_region_query"] = query.key
         if region is not None and region != seed:
             st.session_state["link_problems"] = []
         clear_column, caption_column = st.columns([1, 3], vertical_alignment="center")
