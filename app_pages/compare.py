@@ -31,7 +31,7 @@ from vfs.analysis.setup_comparison import (
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
-from vfs.dashboard.plots import overlaid_distributions, score_distribution, score_scatter
+from vfs.dashboard.plots import overlaid_distributions, score_distribution, score_scatter, shared_score_range
 from vfs.dashboard.query_images import QueryImage
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import CacheState, Selection, display_path, max_grid
@@ -204,6 +204,8 @@ def _searched(ready: list[tuple[Setup, Selection]], query: QueryImage, root: Pat
 
 
 def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], names: list[str]) -> None:
+    # one score axis for every setup, so their histograms compare at a glance
+    score_axis = shared_score_range([outcome.result.scores for outcome in results])
     for position, (column, outcome) in enumerate(zip(st.columns(len(results)), results)):
         with column:
             st.markdown(f"**{as_markdown_text(names[position])}**")
@@ -219,8 +221,8 @@ def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], name
                                    caption=f"{start + offset + 1}. {match.score:.3f}{label} · "
                                            f"{as_markdown_text(match.path.rsplit('/', 1)[-1])}")
             if matches:
-                figure = score_distribution(outcome.result.scores, outcome.paths, outcome.labels, matches[-1].score)
-                figure.update_layout(height=240, showlegend=False)  # a narrow column has no room for a legend
+                figure = score_distribution(outcome.result.scores, outcome.paths, outcome.labels, matches[-1].score,
+                                            x_range=score_axis)
                 st.plotly_chart(figure, key=f"compare_distribution:{position}", config={"displaylogo": False})
 
 
