@@ -22,6 +22,7 @@ from vfs.dashboard.canvas import (
     drawing_to_region,
     region_objects,
 )
+from vfs.dashboard.gallery import gallery_caption, thumbnail_caption
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import score_distribution
@@ -50,7 +51,7 @@ CANVAS_SIDE = 480
 THUMBNAIL_SIDE = 256
 PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
-GALLERY_COLUMNS = 4
+THUMBNAIL_WIDTH = 220  # a gallery card's width: as many fit side by side as the page allows, 1000 to 1920 px wide
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 DRAWN_KEY = "drawn_objects"  # (query key, the canvas's objects): what was drawn, to put back after another page
 RESTORED_KEY = "restored_objects"  # the objects the canvas was reopened with (None: the seed region's, if any)
@@ -254,30 +255,27 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
     matches = shown.outcome.result.matches
     # a fixed key lets the browser update the thumbnails in place instead of rebuilding them
     with st.container(key="gallery"):
-        for start in range(0, len(matches), GALLERY_COLUMNS):
-            for offset, column in enumerate(st.columns(GALLERY_COLUMNS)):
-                if start + offset >= len(matches):
-                    break
-                rank, match = start + offset + 1, matches[start + offset]
-                label = f" · {as_markdown_text(search.label_name(match.label))}" if match.label else ""
-                label += f" · {scale_caption(match.scale)}" if match.scale != 1.0 else ""
-                with column:
-                    st.image(shown.thumbnails[rank - 1], width="stretch",
-                             caption=f"{rank}. {match.score:.3f}{label} · {as_markdown_text(match.path.rsplit('/', 1)[-1])}")
-                    buttons = st.container(horizontal=True, gap="small")
-                    if buttons.button(":material/zoom_in:", key=f"details-{rank}", help="Details: the similarity "
-                                      "of every window position in this image"):
-                        show_match(current, search, shown.outcome, rank, match)
-                    if buttons.button(":material/manage_search:", key=f"requery-{rank}",
-                                      help="Search from this image: make it the query, its matched window "
-                                           "the region"):
-                        search_from(match, current.grid)
-                        st.rerun()
+        # fixed-width cards that wrap: as many per row as the space beside (or under) the canvas holds
+        cards = st.container(horizontal=True, wrap=True, gap="medium")
+        for rank, match in enumerate(matches, 1):
+            with cards.container(width=THUMBNAIL_WIDTH, gap="small"):
+                size_note = scale_caption(match.scale) if match.scale != 1.0 else None
+                caption = thumbnail_caption(rank, match.score, search.label_name(match.label) if match.label else None,
+                                            match.path, size_note)
+                st.image(shown.thumbnails[rank - 1], width="stretch", caption=as_markdown_text(caption))
+                buttons = st.container(horizontal=True, gap="small")
+                if buttons.button("Details", key=f"details-{rank}", icon=":material/zoom_in:",
+                                  help=f"{as_markdown_text(match.path)}: the similarity of every window position "
+                                       "in this image, and why it matches"):
+                    show_match(current, search, shown.outcome, rank, match)
+                if buttons.button("Search it", key=f"requery-{rank}", icon=":material/manage_search:",
+                                  help="Search from this image: make it the query, its matched window the region"):
+                    search_from(match, current.grid)
+                    st.rerun()
         # last in the gallery, so once it shows this search's number every thumbnail above is this search's
-        shareable = " · the page's address now reproduces this search" if shown.outcome.query.shareable else ""
-        approximate = ", approximate" if shown.outcome.result.approximate else ""
-        st.caption(f"Top {len(matches)} of {len(search.cache):,} images{approximate} "
-                   f"(search #{shown.number}){shareable}")
+        st.caption(as_markdown_text(gallery_caption(
+            len(matches), len(search.cache), shown.number, shown.filters, shown.outcome.result.approximate,
+            shown.outcome.query.shareable)))
 
 
 def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | None:
@@ -350,12 +348,13 @@ def workspace(current: Selection) -> None:
             st.image(jpeg_bytes(region_picture(displayed, region.grid_weights(image_size, current.grid))), width=220,
                      caption=f"The region on the {current.grid}×{current.grid} feature grid")
     with results_column:
-        k_column, exclude_column = st.columns(2)
+        # side by side while they fit, one under another when the column is narrow, never cut off
+        controls = st.container(horizontal=True, wrap=True, gap="medium", vertical_alignment="bottom")
         st.session_state.setdefault("top_k", 12)
-        top_k = k_column.slider("Results (k)", 1, MAX_TOP_K, key="top_k")
-        exclude = exclude_column.toggle("Exclude the query image", key="exclude_query")
-        approximate = approximate_toggle(search, exclude_column)
-        any_size = queries_panel.size_toggle(k_column)
+        top_k = controls.slider("Results (k)", 1, MAX_TOP_K, key="top_k", width=240)
+        exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content")
+        approximate = approximate_toggle(search, controls)
+        any_size = queries_panel.size_toggle(controls)
         common.write_link(current, query, region, top_k, exclude, approximate,
                           st.session_state.get(result_filters.LABELS_KEY), any_size,
                           queries_panel.shared_regions())
@@ -387,6 +386,9 @@ def workspace(current: Selection) -> None:
 
 
 def page() -> None:
+    st.header("Search")
+    st.markdown("Draw over part of an image: the gallery shows where this layer of the model sees the same thing "
+                "elsewhere in the dataset, best match first.")
     current = common.selection()
     if current is None:
         common.show_link_problems()
