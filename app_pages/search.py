@@ -51,7 +51,7 @@ CANVAS_SIDE = 480
 THUMBNAIL_SIDE = 256
 PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
-THUMBNAIL_WIDTH = 220  # a gallery card's width: as many fit side by side as the page allows, 1000 to 1920 px wide
+THUMBNAIL_WIDTH = 180  # a gallery card's width: two beside the canvas at 1280 px wide, five at 1920
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 DRAWN_KEY = "drawn_objects"  # (query key, the canvas's objects): what was drawn, to put back after another page
 RESTORED_KEY = "restored_objects"  # the objects the canvas was reopened with (None: the seed region's, if any)
@@ -289,7 +289,7 @@ def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | N
         return None
     st.session_state.pop("link_approximate_pending", None)
     st.session_state.setdefault("approximate", True)
-    return place.toggle("Approximate (shortlist)", key="approximate",
+    return place.toggle("Approximate (shortlist)", key="approximate", persist_state="session",
                         help="Score exactly only the images the shortlist proposes: much faster on very large "
                              "datasets, but an image it misses is not shown.")
 
@@ -351,8 +351,8 @@ def workspace(current: Selection) -> None:
         # side by side while they fit, one under another when the column is narrow, never cut off
         controls = st.container(horizontal=True, wrap=True, gap="medium", vertical_alignment="bottom")
         st.session_state.setdefault("top_k", 12)
-        top_k = controls.slider("Results (k)", 1, MAX_TOP_K, key="top_k", width=240)
-        exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content")
+        top_k = controls.slider("Results (k)", 1, MAX_TOP_K, key="top_k", width=240, persist_state="session")
+        exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content", persist_state="session")
         approximate = approximate_toggle(search, controls)
         any_size = queries_panel.size_toggle(controls)
         common.write_link(current, query, region, top_k, exclude, approximate,
@@ -378,6 +378,7 @@ def workspace(current: Selection) -> None:
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
         queries_panel.modes_section(current, search, shown)
+    with drawing_column:  # the figures fill the space under the canvas while the gallery runs down beside it
         if shown.figure is None:
             shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
                                               result.matches[-1].score)

@@ -55,7 +55,7 @@ def _label_filter(labels: list[str | None]) -> list[str]:
     options = sorted({UNLABELLED if label is None else label for label in labels})
     # labels of a previous dataset are dropped rather than shown as choices that do not exist
     st.session_state[LABELS_KEY] = [name for name in st.session_state.get(LABELS_KEY, []) if name in options]
-    return st.multiselect("Show only these labels", options, key=LABELS_KEY, placeholder="All labels",
+    return st.multiselect("Show only these labels", options, key=LABELS_KEY, placeholder="All labels", persist_state="session",
                           help="The gallery shows the best matches among the images with these labels.")
 
 

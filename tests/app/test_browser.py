@@ -95,7 +95,7 @@ def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, brows
         page.wait_for_timeout(500)  # the table draws itself on its canvas just after it appears
         page.screenshot(path=str(ARTIFACTS / "browser-4-index.png"), full_page=True)
 
-        # back on Search, the stroke is on the canvas as it was drawn, and the same gallery shows
+        # back on Search, the stroke is on the canvas as it was drawn, and the same search (x=1 kept) shows
         page.get_by_role("link", name="Search").click()
         page.wait_for_function(GALLERY_LOADED_JS, arg=[1, results], timeout=60_000)
         page.wait_for_function(APP_IDLE_JS, timeout=30_000)
