@@ -51,7 +51,8 @@ CANVAS_SIDE = 480
 THUMBNAIL_SIDE = 256
 PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
-THUMBNAIL_WIDTH = 180  # a gallery card's width: two beside the canvas at 1280 px wide, five at 1920
+THUMBNAIL_WIDTH = 180  # a gallery card's width: two beside the canvas at 1400 px wide, five at 1920; its two
+# buttons are words without icons so they fit side by side in it
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 DRAWN_KEY = "drawn_objects"  # (query key, the canvas's objects): what was drawn, to put back after another page
 RESTORED_KEY = "restored_objects"  # the objects the canvas was reopened with (None: the seed region's, if any)
@@ -264,11 +265,11 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
                                             match.path, size_note)
                 st.image(shown.thumbnails[rank - 1], width="stretch", caption=as_markdown_text(caption))
                 buttons = st.container(horizontal=True, gap="small")
-                if buttons.button("Details", key=f"details-{rank}", icon=":material/zoom_in:",
+                if buttons.button("Details", key=f"details-{rank}",
                                   help=f"{as_markdown_text(match.path)}: the similarity of every window position "
                                        "in this image, and why it matches"):
                     show_match(current, search, shown.outcome, rank, match)
-                if buttons.button("Search it", key=f"requery-{rank}", icon=":material/manage_search:",
+                if buttons.button("Search it", key=f"requery-{rank}",
                                   help="Search from this image: make it the query, its matched window the region"):
                     search_from(match, current.grid)
                     st.rerun()
@@ -378,7 +379,8 @@ def workspace(current: Selection) -> None:
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
         queries_panel.modes_section(current, search, shown)
-    with drawing_column:  # the figures fill the space under the canvas while the gallery runs down beside it
+        # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the
+        # results wrap under the canvas, and the gallery must come before the figures
         if shown.figure is None:
             shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
                                               result.matches[-1].score)
