@@ -332,7 +332,7 @@ def workspace(current: Selection) -> None:
         cleared = drawing.json_data == st.session_state.get("cleared_drawing")
         region = None if cleared else drawing_to_region(drawing.json_data, fit, image_size, current.grid, seed)
         if seed is not None and region is None and not cleared:
-            # the canvas's own reset removed the link's region: forget it, as Clear does
+            # the link's region was deleted from the canvas: forget it, as Clear does
             st.session_state["seed_region"] = seed = None
         objects = (drawing.json_data or {}).get("objects", []) if not cleared else []
         st.session_state[DRAWN_KEY] = (query.key, objects)

@@ -345,14 +345,14 @@ def test_the_drawing_is_back_on_the_canvas_as_drawn_after_visiting_another_page(
     assert app.session_state["search_region"] == drawn and gallery_captions(app) == captions
 
 
-def test_resetting_the_canvas_of_a_link_clears_its_region_results_and_address(dashboard, constructed_case):
+def test_removing_a_links_drawing_clears_its_region_results_and_address(dashboard, constructed_case):
     app = opened(dashboard, constructed_case)
     draw(app, canvas_stroke([(80, 200), (240, 90)], width=40))
     app.run()
     link = dict(app.query_params)
     collaborator = opened(dashboard, constructed_case, query_params=link)
     assert gallery_captions(collaborator) and "mask" in collaborator.query_params
-    draw(collaborator)  # the canvas toolbar's reset: every object gone, the link's cells included
+    draw(collaborator)  # every object deleted on the canvas, the link's cells included
     collaborator.run()
     assert not collaborator.exception
     assert not gallery_captions(collaborator) and "mask" not in collaborator.query_params

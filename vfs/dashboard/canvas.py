@@ -15,8 +15,9 @@ A region that arrives without a drawing (from a shared link) is put on the canva
 (:func:`region_objects`): its box as the rectangle tool draws one, or one rectangle per weighted
 cell in the brush's colour, more opaque where the weight is higher. The canvas returns them first
 in its drawing; while nothing else is drawn the region stays exactly as the link had it, strokes
-drawn afterwards are added to it, and once the canvas is reset (fewer objects than the region's
-come back) the region is gone.
+drawn afterwards are added to it, and once its objects are removed (fewer than the region's come
+back: deleted on the canvas, or the page's Clear) the region is gone. (The canvas toolbar's own
+reset returns to the drawing the canvas was opened with, i.e. the link's region, with its results.)
 """
 
 from __future__ import annotations
@@ -250,8 +251,8 @@ def drawing_to_region(json_data: dict[str, Any] | None, fit: CanvasFit, image_si
 
     ``seed`` is a region the canvas was opened with as :func:`region_objects`: those objects come
     first in the drawing and stand for the seed exactly; anything drawn after them is added to it.
-    A drawing with fewer objects than the seed's has been reset (the canvas's own toolbar): the
-    seed is gone with it. No drawing at all (the canvas has not answered yet) is the seed.
+    A drawing with fewer objects than the seed's has lost the seed's objects (deleted on the
+    canvas): the seed is gone with them. No drawing at all (the canvas has not answered yet) is the seed.
     """
     objects = _objects(json_data)
     if seed is not None and json_data is None:
