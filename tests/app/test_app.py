@@ -281,7 +281,7 @@ def test_a_build_in_progress_shows_its_progress_and_can_be_cancelled(dashboard, 
                                                                      monkeypatch):
     from app_pages.shared.common import index_jobs
 
-    def slow_build(data, model, layer, grid, cache_dir, progress, cancel):  # stands in for a long index build
+    def slow_build(data, model, layer, grid, cache_dir, progress, cancel, **build_options):  # a long index build
         progress(Progress(3, 11, 1.5))
         cancel.wait(60)
         return IndexSummary(Path(cache_dir), [], 0, 0, 0, 0, cancelled=cancel.is_set())
