@@ -29,6 +29,7 @@ from vfs.analysis.setup_comparison import (
     spans_datasets,
 )
 from vfs.cache.catalog import manifest_token
+from vfs.dashboard.gallery import thumbnail_caption
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import overlaid_distributions, score_distribution, score_scatter, shared_score_range
@@ -216,10 +217,10 @@ def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], name
                 for offset, cell in enumerate(st.columns(2)):
                     if start + offset < len(matches):
                         match = matches[start + offset]
-                        label = f" · {as_markdown_text(outcome.labels[match.index])}" if match.label else ""
+                        caption = thumbnail_caption(start + offset + 1, match.score,
+                                                    outcome.labels[match.index] if match.label else None, match.path)
                         cell.image(thumbnails[position][start + offset], width="stretch",
-                                   caption=f"{start + offset + 1}. {match.score:.3f}{label} · "
-                                           f"{as_markdown_text(match.path.rsplit('/', 1)[-1])}")
+                                   caption=as_markdown_text(caption))
             if matches:
                 figure = score_distribution(outcome.result.scores, outcome.paths, outcome.labels, matches[-1].score,
                                             x_range=score_axis)
