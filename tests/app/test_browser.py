@@ -201,7 +201,7 @@ def test_hostile_links_and_names_reach_no_other_host(hostile_case, browser):
         page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)  # the score distribution
         captions = page.locator(".st-key-gallery [data-testid='stImageCaption']").all_inner_texts()
         # long names are cut in the middle in captions (in full in the Details tooltip), but still shown as text
-        assert captions[0].endswith("target.png") and any('<a href="https' in c for c in captions)
+        assert captions[0].endswith("target.png") and any('<a href="' in c and '**md**' in c for c in captions)
         page.locator(".st-key-details-1 button").first.click()  # the match dialog
         page.get_by_role("dialog").get_by_text("Every window position").first.wait_for(timeout=30_000)
         page.wait_for_function(APP_IDLE_JS, timeout=30_000)
