@@ -77,6 +77,11 @@ def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, brows
             page.wait_for_timeout(800)  # the layout settles to the new width
             page.screenshot(path=str(ARTIFACTS / f"browser-2-results-{width}.png"), full_page=True)
         page.set_viewport_size({"width": 1500, "height": 1700})
+        # the page scrolls inside its own container, so a full-page picture stops at the window: the figures
+        # under the gallery are photographed one by one (notes above each plot, legends below, nothing on the data)
+        for number, figure in enumerate(page.locator(".js-plotly-plot").all(), 1):
+            figure.scroll_into_view_if_needed()
+            figure.screenshot(path=str(ARTIFACTS / f"browser-2-figure-{number}.png"))
 
         page.locator(".st-key-details-1 button").first.click()
         dialog = page.get_by_role("dialog")
