@@ -13,8 +13,8 @@ import os
 import sysconfig
 
 from setuptools import Extension, setup
-from setuptools.errors import CompileError
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError
 
 KERNEL = "vfs/similarity/kernel"
 X86 = any(tag in sysconfig.get_platform().lower() for tag in ("x86_64", "amd64"))

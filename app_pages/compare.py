@@ -29,9 +29,10 @@ from vfs.analysis.setup_comparison import (
     spans_datasets,
 )
 from vfs.cache.catalog import manifest_token
+from vfs.dashboard.gallery import thumbnail_caption
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
-from vfs.dashboard.plots import overlaid_distributions, score_distribution, score_scatter
+from vfs.dashboard.plots import overlaid_distributions, score_distribution, score_scatter, shared_score_range
 from vfs.dashboard.query_images import QueryImage
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import CacheState, Selection, display_path, max_grid
@@ -204,6 +205,8 @@ def _searched(ready: list[tuple[Setup, Selection]], query: QueryImage, root: Pat
 
 
 def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], names: list[str]) -> None:
+    # one score axis for every setup, so their histograms compare at a glance
+    score_axis = shared_score_range([outcome.result.scores for outcome in results])
     for position, (column, outcome) in enumerate(zip(st.columns(len(results)), results)):
         with column:
             st.markdown(f"**{as_markdown_text(names[position])}**")
@@ -214,13 +217,13 @@ def side_by_side(results: list[SetupResult], thumbnails: list[list[bytes]], name
                 for offset, cell in enumerate(st.columns(2)):
                     if start + offset < len(matches):
                         match = matches[start + offset]
-                        label = f" · {as_markdown_text(outcome.labels[match.index])}" if match.label else ""
+                        caption = thumbnail_caption(start + offset + 1, match.score,
+                                                    outcome.labels[match.index] if match.label else None, match.path)
                         cell.image(thumbnails[position][start + offset], width="stretch",
-                                   caption=f"{start + offset + 1}. {match.score:.3f}{label} · "
-                                           f"{as_markdown_text(match.path.rsplit('/', 1)[-1])}")
+                                   caption=as_markdown_text(caption))
             if matches:
-                figure = score_distribution(outcome.result.scores, outcome.paths, outcome.labels, matches[-1].score)
-                figure.update_layout(height=240, showlegend=False)  # a narrow column has no room for a legend
+                figure = score_distribution(outcome.result.scores, outcome.paths, outcome.labels, matches[-1].score,
+                                            x_range=score_axis)
                 st.plotly_chart(figure, key=f"compare_distribution:{position}", config={"displaylogo": False})
 
 

@@ -12,7 +12,17 @@ from streamlit_drawable_canvas import st_canvas
 
 from app_pages.shared import common, labels_panel, queries_panel, result_filters
 from vfs.cache.catalog import manifest_token
-from vfs.dashboard.canvas import SEED_COLOUR, CanvasFit, canvas_size, drawing_to_region, region_objects
+from vfs.dashboard.canvas import (
+    FILL_OPACITY,
+    RECTANGLE_OUTLINE,
+    STROKE_OPACITY,
+    CanvasFit,
+    canvas_size,
+    drawing_colour,
+    drawing_to_region,
+    region_objects,
+)
+from vfs.dashboard.gallery import gallery_caption, thumbnail_caption
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import score_distribution
@@ -41,15 +51,17 @@ CANVAS_SIDE = 480
 THUMBNAIL_SIDE = 256
 PICKER_COLUMNS = 6
 PICKER_PER_PAGE = 12
-GALLERY_COLUMNS = 4
+THUMBNAIL_WIDTH = 180  # a gallery card's width: two beside the canvas at 1400 px wide, five at 1920; its two
+# buttons are words without icons so they fit side by side in it
 BRUSH, RECTANGLE = "Brush", "Rectangle"
-STROKE_COLOUR = "rgba({}, {}, {}, 0.6)".format(*SEED_COLOUR)  # the colour a link's region is shaded in
-FILL_COLOUR = "rgba({}, {}, {}, 0.25)".format(*SEED_COLOUR)
+DRAWN_KEY = "drawn_objects"  # (query key, the canvas's objects): what was drawn, to put back after another page
+RESTORED_KEY = "restored_objects"  # the objects the canvas was reopened with (None: the seed region's, if any)
 
 
 def choose_query(query: QueryImage) -> None:
     st.session_state["query"] = query
     st.session_state["seed_region"] = None
+    st.session_state[RESTORED_KEY] = None
 
 
 def search_from(match: Match, grid: int) -> None:
@@ -70,6 +82,8 @@ def clear_drawing() -> None:
     st.session_state["clears"] = st.session_state.get("clears", 0) + 1
     st.session_state["cleared_drawing"] = st.session_state.get("shown_drawing")
     st.session_state["seed_region"] = None
+    st.session_state[RESTORED_KEY] = None
+    st.session_state[DRAWN_KEY] = (None, [])
 
 
 def take_upload() -> None:
@@ -242,30 +256,27 @@ def gallery(current: Selection, search: FeatureSearch, shown: ShownSearch) -> No
     matches = shown.outcome.result.matches
     # a fixed key lets the browser update the thumbnails in place instead of rebuilding them
     with st.container(key="gallery"):
-        for start in range(0, len(matches), GALLERY_COLUMNS):
-            for offset, column in enumerate(st.columns(GALLERY_COLUMNS)):
-                if start + offset >= len(matches):
-                    break
-                rank, match = start + offset + 1, matches[start + offset]
-                label = f" · {as_markdown_text(search.label_name(match.label))}" if match.label else ""
-                label += f" · {scale_caption(match.scale)}" if match.scale != 1.0 else ""
-                with column:
-                    st.image(shown.thumbnails[rank - 1], width="stretch",
-                             caption=f"{rank}. {match.score:.3f}{label} · {as_markdown_text(match.path.rsplit('/', 1)[-1])}")
-                    buttons = st.container(horizontal=True, gap="small")
-                    if buttons.button(":material/zoom_in:", key=f"details-{rank}", help="Details: the similarity "
-                                      "of every window position in this image"):
-                        show_match(current, search, shown.outcome, rank, match)
-                    if buttons.button(":material/manage_search:", key=f"requery-{rank}",
-                                      help="Search from this image: make it the query, its matched window "
-                                           "the region"):
-                        search_from(match, current.grid)
-                        st.rerun()
+        # fixed-width cards that wrap: as many per row as the space beside (or under) the canvas holds
+        cards = st.container(horizontal=True, wrap=True, gap="medium")
+        for rank, match in enumerate(matches, 1):
+            with cards.container(width=THUMBNAIL_WIDTH, gap="small"):
+                size_note = scale_caption(match.scale) if match.scale != 1.0 else None
+                caption = thumbnail_caption(rank, match.score, search.label_name(match.label) if match.label else None,
+                                            match.path, size_note)
+                st.image(shown.thumbnails[rank - 1], width="stretch", caption=as_markdown_text(caption))
+                buttons = st.container(horizontal=True, gap="small")
+                if buttons.button("Details", key=f"details-{rank}",
+                                  help=f"{as_markdown_text(match.path)}: the similarity of every window position "
+                                       "in this image, and why it matches"):
+                    show_match(current, search, shown.outcome, rank, match)
+                if buttons.button("Search it", key=f"requery-{rank}",
+                                  help="Search from this image: make it the query, its matched window the region"):
+                    search_from(match, current.grid)
+                    st.rerun()
         # last in the gallery, so once it shows this search's number every thumbnail above is this search's
-        shareable = " · the page's address now reproduces this search" if shown.outcome.query.shareable else ""
-        approximate = ", approximate" if shown.outcome.result.approximate else ""
-        st.caption(f"Top {len(matches)} of {len(search.cache):,} images{approximate} "
-                   f"(search #{shown.number}){shareable}")
+        st.caption(as_markdown_text(gallery_caption(
+            len(matches), len(search.cache), shown.number, shown.filters, shown.outcome.result.approximate,
+            shown.outcome.query.shareable)))
 
 
 def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | None:
@@ -279,7 +290,7 @@ def approximate_toggle(search: FeatureSearch, place: DeltaGenerator) -> bool | N
         return None
     st.session_state.pop("link_approximate_pending", None)
     st.session_state.setdefault("approximate", True)
-    return place.toggle("Approximate (shortlist)", key="approximate",
+    return place.toggle("Approximate (shortlist)", key="approximate", persist_state="session",
                         help="Score exactly only the images the shortlist proposes: much faster on very large "
                              "datasets, but an image it misses is not shown.")
 
@@ -304,21 +315,28 @@ def workspace(current: Selection) -> None:
         st.space("small")  # room for the canvas's own toolbar, which floats above its top edge
         fit = CanvasFit.stretched((width, height), image_size)
         seed: Region | None = st.session_state.get("seed_region")  # a region put on the canvas as objects
-        if (f"canvas:{query.key}" not in st.session_state and seed is None
-                and st.session_state.get("search_region_query") == query.key):
-            # back from another page: streamlit dropped the canvas's drawing, so the last region is put back
-            seed = st.session_state["seed_region"] = st.session_state.get("search_region")
-        seed_objects = [] if seed is None else region_objects(seed, fit, image_size)
+        drawn_query, drawn_objects = st.session_state.get(DRAWN_KEY, (None, []))
+        if f"canvas:{query.key}" not in st.session_state:
+            # back from another page: streamlit dropped the canvas's drawing, so what was drawn (the seed's
+            # objects first, when there is a seed) is put back as it was drawn
+            st.session_state[RESTORED_KEY] = drawn_objects if drawn_query == query.key else None
+        initial_objects = st.session_state.get(RESTORED_KEY) or (
+            [] if seed is None else region_objects(seed, fit, image_size))
         drawing = st_canvas(background_image=background, width=width, height=height,
                             drawing_mode="freedraw" if tool == BRUSH else "rect",
-                            stroke_width=brush if tool == BRUSH else 2, stroke_color=STROKE_COLOUR,
-                            fill_color=FILL_COLOUR, key=f"canvas:{query.key}",
-                            initial_drawing={"objects": seed_objects, "clears": st.session_state.get("clears", 0)})
+                            stroke_width=brush if tool == BRUSH else RECTANGLE_OUTLINE,
+                            stroke_color=drawing_colour(STROKE_OPACITY), fill_color=drawing_colour(FILL_OPACITY),
+                            key=f"canvas:{query.key}",
+                            initial_drawing={"objects": initial_objects, "clears": st.session_state.get("clears", 0)})
         st.session_state["shown_drawing"] = drawing.json_data
         cleared = drawing.json_data == st.session_state.get("cleared_drawing")
         region = None if cleared else drawing_to_region(drawing.json_data, fit, image_size, current.grid, seed)
+        if seed is not None and region is None and not cleared:
+            # the link's region was deleted from the canvas: forget it, as Clear does
+            st.session_state["seed_region"] = seed = None
+        objects = (drawing.json_data or {}).get("objects", []) if not cleared else []
+        st.session_state[DRAWN_KEY] = (query.key, objects)
         st.session_state["search_region"] = region  # the Compare page searches it across setups
-        st.session_state["search_region_query"] = query.key
         if region is not None and region != seed:
             st.session_state["link_problems"] = []
         clear_column, caption_column = st.columns([1, 3], vertical_alignment="center")
@@ -331,12 +349,13 @@ def workspace(current: Selection) -> None:
             st.image(jpeg_bytes(region_picture(displayed, region.grid_weights(image_size, current.grid))), width=220,
                      caption=f"The region on the {current.grid}×{current.grid} feature grid")
     with results_column:
-        k_column, exclude_column = st.columns(2)
+        # side by side while they fit, one under another when the column is narrow, never cut off
+        controls = st.container(horizontal=True, wrap=True, gap="medium", vertical_alignment="bottom")
         st.session_state.setdefault("top_k", 12)
-        top_k = k_column.slider("Results (k)", 1, MAX_TOP_K, key="top_k")
-        exclude = exclude_column.toggle("Exclude the query image", key="exclude_query")
-        approximate = approximate_toggle(search, exclude_column)
-        any_size = queries_panel.size_toggle(k_column)
+        top_k = controls.slider("Results (k)", 1, MAX_TOP_K, key="top_k", width=240, persist_state="session")
+        exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content", persist_state="session")
+        approximate = approximate_toggle(search, controls)
+        any_size = queries_panel.size_toggle(controls)
         common.write_link(current, query, region, top_k, exclude, approximate,
                           st.session_state.get(result_filters.LABELS_KEY), any_size,
                           queries_panel.shared_regions())
@@ -360,6 +379,8 @@ def workspace(current: Selection) -> None:
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
         queries_panel.modes_section(current, search, shown)
+        # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the
+        # results wrap under the canvas, and the gallery must come before the figures
         if shown.figure is None:
             shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
                                               result.matches[-1].score)
@@ -368,6 +389,9 @@ def workspace(current: Selection) -> None:
 
 
 def page() -> None:
+    st.header("Search")
+    st.markdown("Draw over part of an image: the gallery shows where this layer of the model sees the same thing "
+                "elsewhere in the dataset, best match first.")
     current = common.selection()
     if current is None:
         common.show_link_problems()

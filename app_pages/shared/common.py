@@ -392,6 +392,7 @@ def build_progress(paths: tuple[Path, ...], place: str) -> None:
         st.rerun()
     for job in jobs:
         assert job is not None
-        st.progress(job.fraction, text=f"Indexing {as_markdown_text(job.description)}: {describe_progress(job.progress)}")
+        st.progress(job.fraction,
+                    text=f"Indexing {as_markdown_text(job.description)}: {describe_progress(job.progress)}")
         st.button("Cancel", key=f"cancel:{place}:{job.path}", on_click=job.cancel,
                   help="Stops after the current batch; finished shards are kept and a later build resumes.")

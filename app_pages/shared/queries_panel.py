@@ -59,7 +59,7 @@ SET_THUMBNAIL_SIDE = 256
 
 
 def size_toggle(place: st.delta_generator.DeltaGenerator) -> bool:
-    return place.toggle("Any object size (½–2×)", key=ANY_SIZE_KEY,
+    return place.toggle("Any object size (½–2×)", key=ANY_SIZE_KEY, persist_state="session",
                         help="Off: objects at the size drawn. On: also half to twice that size, by searching the "
                              "dataset's image-pyramid levels (each is indexed once, when asked).")
 

@@ -55,7 +55,7 @@ def _label_filter(labels: list[str | None]) -> list[str]:
     options = sorted({UNLABELLED if label is None else label for label in labels})
     # labels of a previous dataset are dropped rather than shown as choices that do not exist
     st.session_state[LABELS_KEY] = [name for name in st.session_state.get(LABELS_KEY, []) if name in options]
-    return st.multiselect("Show only these labels", options, key=LABELS_KEY, placeholder="All labels",
+    return st.multiselect("Show only these labels", options, key=LABELS_KEY, placeholder="All labels", persist_state="session",
                           help="The gallery shows the best matches among the images with these labels.")
 
 
@@ -71,11 +71,13 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
                                       bool(st.session_state.get("exclude_query", False)))
     cache = search.cache
     allowed = np.ones(len(cache), dtype=bool)
-    described = []
+    described = []  # for "No image is …"
+    named = []  # for the gallery's caption: "Top 12 of 3,925 images · label: dress"
     subset = current_subset(current.root)
     if subset is not None:
         allowed &= subset.rows(cache)
         described.append(f"in {subset.description}")
+        named.append(f"map: {subset.description}")
         note, clear = st.columns([3, 1], vertical_alignment="center")
         note.info(f"Filtered to {as_markdown_text(subset.description)} of the Dataset map: the best matches among its "
                   f"{int(allowed.sum()):,} images.", icon=":material/filter_alt:")
@@ -92,18 +94,21 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
         if chosen:
             allowed &= label_rows(search.named_labels, chosen)
             described.append("labelled " + " or ".join(chosen))
+            named.append(("label: " if len(chosen) == 1 else "labels: ") + ", ".join(chosen))
     from app_pages.shared.queries_panel import chosen_mode  # the modes section sits under the gallery
 
     mode = chosen_mode(shown, len(cache))
     if mode is not None:
         allowed &= mode[1]
         described.append(mode[0])
+        named.append(mode[0])
         st.info(f"Showing only {as_markdown_text(mode[0])} of the top matches (chosen under the gallery).",
                 icon=":material/filter_alt:")
     if subset is None and not chosen and mode is None:
         return shown
     view = common.remembered(_VIEW_KEY, (shown.number, subset, tuple(chosen), None if mode is None else mode[0]),
                              lambda: _filtered(current, cache, shown, allowed, thumbnail_side))
+    view = dataclasses.replace(view, filters=tuple(named))
     if not view.outcome.result.matches:
         st.info(f"No image is {as_markdown_text(' and '.join(described))}.")
     return view

@@ -170,3 +170,10 @@ def test_a_cluster_is_a_gallery_filter_and_the_filter_finds_its_cluster_again(tm
     assert subset.paths == frozenset(clusters.paths[row] for row in first.rows) and subset.root == tmp_path
     assert clusters.cluster_holding_exactly(subset) == first.id
     assert clusters.cluster_holding_exactly(Subset(tmp_path, "other", frozenset({"img0.png"}))) == ROOT
+
+
+def test_a_mixed_cluster_title_says_what_each_number_counts():
+    from vfs.analysis.dataset_map import Cluster
+
+    mixed = Cluster("3", "", 1, np.arange(1741), np.arange(3), (("n03425413", 415), ("dress", 300)))
+    assert mixed.title == "Cluster 3 · 415 labelled n03425413 (of 1,741)"

@@ -281,7 +281,7 @@ def test_a_build_in_progress_shows_its_progress_and_can_be_cancelled(dashboard, 
                                                                      monkeypatch):
     from app_pages.shared.common import index_jobs
 
-    def slow_build(data, model, layer, grid, cache_dir, progress, cancel, **options):  # stands in for a long index build
+    def slow_build(data, model, layer, grid, cache_dir, progress, cancel, **build_options):  # a long index build
         progress(Progress(3, 11, 1.5))
         cancel.wait(60)
         return IndexSummary(Path(cache_dir), [], 0, 0, 0, 0, cancelled=cancel.is_set())
@@ -327,9 +327,10 @@ def test_fresh_machine_opens_on_the_demo_photos(dashboard, tmp_path, monkeypatch
     assert "Labels of the top 12" in shown and "Label consistency" in shown and "dress" in shown
 
 
-def test_the_drawn_region_is_back_on_the_canvas_after_visiting_another_page(dashboard, constructed_case):
+def test_the_drawing_is_back_on_the_canvas_as_drawn_after_visiting_another_page(dashboard, constructed_case):
     app = opened(dashboard, constructed_case)
-    draw(app, canvas_stroke([(80, 200), (240, 90)], width=40))
+    stroke = canvas_stroke([(80, 200), (240, 90)], width=40)
+    draw(app, stroke)
     app.run()
     drawn = app.session_state["search_region"]
     captions = gallery_captions(app)
@@ -339,8 +340,23 @@ def test_the_drawn_region_is_back_on_the_canvas_after_visiting_another_page(dash
     assert not app.exception
     app.switch_page("app_pages/search.py").run()
     assert not app.exception
-    assert app.session_state["seed_region"] == drawn  # redrawn on the canvas as the starting drawing
+    assert app.session_state["restored_objects"] == [stroke]  # the stroke itself, not shaded grid cells
+    assert app.session_state["seed_region"] is None
     assert app.session_state["search_region"] == drawn and gallery_captions(app) == captions
+
+
+def test_removing_a_links_drawing_clears_its_region_results_and_address(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case)
+    draw(app, canvas_stroke([(80, 200), (240, 90)], width=40))
+    app.run()
+    link = dict(app.query_params)
+    collaborator = opened(dashboard, constructed_case, query_params=link)
+    assert gallery_captions(collaborator) and "mask" in collaborator.query_params
+    draw(collaborator)  # every object deleted on the canvas, the link's cells included
+    collaborator.run()
+    assert not collaborator.exception
+    assert not gallery_captions(collaborator) and "mask" not in collaborator.query_params
+    assert collaborator.session_state["seed_region"] is None
 
 
 def test_a_cache_with_a_shortlist_offers_approximate_search_and_says_so(dashboard, private_case, monkeypatch):

@@ -89,9 +89,14 @@ def test_two_layers_side_by_side_with_their_agreement(dashboard, compare_case):
     scatter = chart(app, "compare_scatter")
     hovered = [text for trace in scatter["data"] for text in trace["hovertext"]]
     assert len(hovered) == case.images - 1 and any(text.startswith(case.target) for text in hovered)
+    axes = []
     for position in range(2):
-        histograms = [t for t in chart(app, f"compare_distribution:{position}")["data"] if t["type"] == "histogram"]
+        figure = chart(app, f"compare_distribution:{position}")
+        histograms = [t for t in figure["data"] if t["type"] == "histogram"]
         assert {t["name"] for t in histograms} == {"pasted", "photos"}
+        assert figure["layout"]["showlegend"]  # the colours are named
+        axes.append(figure["layout"]["xaxis"]["range"])
+    assert axes[0] == axes[1]  # one score axis for both setups
 
 
 def test_another_dataset_is_searched_with_the_models_features_and_overlaid(dashboard, compare_case):

@@ -71,5 +71,8 @@ def test_label_filter_shows_the_best_matches_among_the_chosen_labels(dashboard, 
     scores = app.session_state["last_search"].outcome.result.scores
     photos = sorted((s for s, label in zip(scores, labels) if label == "photos"), reverse=True)[:3]
     assert [float(c.split(" ")[1]) for c in captions] == pytest.approx([round(s, 3) for s in photos], abs=1e-3)
+    assert any(shown(c.value).startswith(f"Top 3 of {constructed_case.images:,} images · label: photos (search #")
+               for c in app.caption)  # the gallery says what it is filtered to
     app.multiselect(key="label_filter").set_value([]).run()
     assert any(" · pasted · " in caption for caption in result_captions(app))
+    assert not any("label: photos" in shown(c.value) for c in app.caption)

@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vfs.dashboard.canvas import CanvasFit, drawing_to_mask, drawing_to_region, region_objects
+from vfs.dashboard.canvas import (
+    FAINTEST_CELL,
+    STROKE_OPACITY,
+    CanvasFit,
+    drawing_colour,
+    drawing_to_mask,
+    drawing_to_region,
+    region_objects,
+)
 from vfs.features.geometry import box_to_grid
 from vfs.similarity.region import Region
 
@@ -157,3 +165,25 @@ def test_strokes_drawn_over_a_linked_region_are_added_to_it():
     boxed = drawing_to_region(drawing(*region_objects(Region(box=(0, 0, 300, 200)), HALF, (600, 400)), stroke),
                               HALF, (600, 400), 2, seed=Region(box=(0, 0, 300, 200)))
     assert boxed.grid_mask[0, 0] == 1 and boxed.grid_mask[1, 1] == alone.grid_mask[1, 1]
+
+
+def test_a_linked_region_looks_drawn_in_the_drawing_colour():
+    weights = np.zeros((4, 4), dtype=np.float32)
+    weights[0, 0], weights[2, 2] = 1.0, 1 / 255
+    faintest = min(float(o["fill"].rsplit(",", 1)[1].rstrip(")"))
+                   for o in region_objects(Region.from_weights(weights), HALF, (600, 400)))
+    assert faintest >= STROKE_OPACITY * FAINTEST_CELL - 1e-3  # a weak cell still shows
+    assert all(o["fill"].startswith(drawing_colour(0)[:-6]) for o in region_objects(Region.from_weights(weights), HALF,
+                                                                                       (600, 400)))
+    (box,) = region_objects(Region(box=(60, 40, 180, 120)), HALF, (600, 400))
+    assert box["stroke"] == drawing_colour(STROKE_OPACITY) and box["strokeWidth"] > 0  # outlined like a rectangle
+
+
+def test_resetting_the_canvas_drops_the_linked_region():
+    seed = Region(box=(60, 40, 180, 120))
+    assert drawing_to_region(drawing(), HALF, (600, 400), 7, seed=seed) is None
+    stroke = path([(160, 150), (290, 150)], 10)
+    weights = np.zeros((2, 2), dtype=np.float32)
+    weights[0, 0], weights[1, 1] = 1.0, 1.0
+    redrawn = drawing_to_region(drawing(stroke), HALF, (600, 400), 2, seed=Region.from_weights(weights))
+    assert redrawn == drawing_to_region(drawing(stroke), HALF, (600, 400), 2)  # only what was drawn after the reset

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from vfs.dashboard.plots import MAX_COLOURED_LABELS, NAMES_PER_BIN, UNLABELLED, score_distribution
+from vfs.dashboard.plots import (
+    MAX_COLOURED_LABELS,
+    NAMES_PER_BIN,
+    UNLABELLED,
+    precision_figure,
+    score_distribution,
+    shared_score_range,
+)
 
 
 def histograms(figure):
@@ -71,3 +78,36 @@ def test_cutoff_is_drawn_as_a_line():
     assert line.x0 == line.x1 == 0.5
     assert "cut-off" in figure.layout.annotations[0].text
     assert not score_distribution(np.array([0.2]), ["a"], [None]).layout.shapes
+
+
+def above_the_plot(annotation) -> bool:
+    return annotation.yref == "paper" and annotation.y >= 1 and annotation.yanchor == "bottom"
+
+
+def test_the_cutoff_note_sits_above_the_plot_and_the_legend_below_it():
+    scores = np.array([0.1, 0.2, 0.5, 0.7, 0.9])
+    figure = score_distribution(scores, list("abcde"), ["cat", "dog", "cat", "dog", "cat"], cutoff=0.7)
+    (note,) = figure.layout.annotations
+    assert above_the_plot(note) and "0.700" in note.text
+    assert note.xanchor == "right"  # in the right half it runs leftwards, so it stays inside the figure
+    assert figure.layout.margin.t >= 30  # the band the note sits in
+    assert figure.layout.showlegend and figure.layout.legend.y < 0 and figure.layout.legend.yanchor == "top"
+    low = score_distribution(scores, list("abcde"), [None] * 5, cutoff=0.2)
+    assert low.layout.annotations[0].xanchor == "left"
+
+
+def test_the_k_note_is_above_the_precision_curve():
+    figure = precision_figure(np.linspace(1.0, 0.3, 50), 0.1, "dress", 12)
+    k_note = next(a for a in figure.layout.annotations if a.text == "k = 12")
+    assert above_the_plot(k_note) and k_note.xanchor == "left"
+
+
+def test_distributions_side_by_side_can_share_one_score_axis():
+    first, second = np.array([0.1, 0.4, -np.inf]), np.array([0.3, 0.8])
+    low, high = shared_score_range([first, second])
+    assert low < 0.1 and high > 0.8
+    for scores in (first, second):
+        figure = score_distribution(scores, [str(i) for i in range(len(scores))], [None] * len(scores),
+                                    x_range=(low, high))
+        assert tuple(figure.layout.xaxis.range) == (low, high)
+    assert shared_score_range([np.array([-np.inf])]) == (0.0, 1.0)

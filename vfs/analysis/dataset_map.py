@@ -103,7 +103,8 @@ class Cluster:
         if not self.vote:
             return name
         label, count = self.vote[0]
-        return f"{name} · {label}" if count == self.size else f"{name} · {count} of {self.size} {label}"
+        # "415 n03425413 of 1741" read as a count of a count: say what each number counts
+        return f"{name} · {label}" if count == self.size else f"{name} · {count:,} labelled {label} (of {self.size:,})"
 
 
 @dataclass(frozen=True)

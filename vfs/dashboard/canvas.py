@@ -12,9 +12,12 @@ A drawing that is one upright rectangle becomes an exact pixel box; anything els
 (strokes with their width and round caps) and area-averaged onto the feature grid.
 
 A region that arrives without a drawing (from a shared link) is put on the canvas as objects
-(:func:`region_objects`): its box, or one rectangle per weighted cell, shaded by weight. The
-canvas returns them first in its drawing; while nothing else is drawn the region stays exactly
-as the link had it, and strokes drawn afterwards are added to it.
+(:func:`region_objects`): its box as the rectangle tool draws one, or one rectangle per weighted
+cell in the brush's colour, more opaque where the weight is higher. The canvas returns them first
+in its drawing; while nothing else is drawn the region stays exactly as the link had it, strokes
+drawn afterwards are added to it, and once its objects are removed (fewer than the region's come
+back: deleted on the canvas, or the page's Clear) the region is gone. (The canvas toolbar's own
+reset returns to the drawing the canvas was opened with, i.e. the link's region, with its results.)
 """
 
 from __future__ import annotations
@@ -35,9 +38,20 @@ MAX_MASK_SIDE = 1024
 #: A curve segment is sampled at most this many times (points about a quarter stroke width apart).
 _MAX_CURVE_STEPS = 16
 _ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
-#: How a region from a link is shaded on the canvas (a full-weight cell at this opacity).
-SEED_COLOUR = (255, 72, 0)
-SEED_OPACITY = 0.45
+#: The brush and rectangle colour; a region from a link is drawn in it too, so it looks drawn.
+DRAWING_COLOUR = (255, 72, 0)
+#: Opacity of brush strokes and rectangle outlines (and of a link's full-weight cells).
+STROKE_OPACITY = 0.6
+#: Opacity of a rectangle's inside.
+FILL_OPACITY = 0.25
+#: A link's weakest cell is drawn at this share of STROKE_OPACITY, so every weighted cell shows.
+FAINTEST_CELL = 0.5
+#: The rectangle tool's outline width (canvas pixels).
+RECTANGLE_OUTLINE = 2
+
+
+def drawing_colour(opacity: float) -> str:
+    return "rgba({}, {}, {}, {:.3f})".format(*DRAWING_COLOUR, opacity)
 
 
 @dataclass(frozen=True)
@@ -210,21 +224,24 @@ def _upright_box(obj: dict[str, Any], fit: CanvasFit,
     return (x0, y0, x1, y1) if x1 - x0 >= 1 and y1 - y0 >= 1 else None
 
 
-def region_objects(region: Region, fit: CanvasFit, image_size: tuple[int, int],
-                   colour: tuple[int, int, int] = SEED_COLOUR) -> list[dict[str, Any]]:
-    """Fabric.js rectangles that show ``region`` on the canvas: its box, or each weighted cell."""
-    def rect(x0: float, y0: float, x1: float, y1: float, opacity: float) -> dict[str, Any]:
-        return {"type": "Rect", "left": x0 * fit.scale_x, "top": y0 * fit.scale_y, "width": (x1 - x0) * fit.scale_x,
-                "height": (y1 - y0) * fit.scale_y, "originX": "left", "originY": "top", "strokeWidth": 0,
-                "fill": "rgba({}, {}, {}, {:.3f})".format(*colour, opacity), "selectable": False}
+def region_objects(region: Region, fit: CanvasFit, image_size: tuple[int, int]) -> list[dict[str, Any]]:
+    """Fabric.js rectangles that show ``region`` on the canvas as if drawn there: its box as the
+    rectangle tool draws it (outlined, lightly filled), or each weighted cell filled like a brush
+    stroke, fainter where the weight is lower but never fainter than FAINTEST_CELL of a stroke."""
+    def rect(x0: float, y0: float, x1: float, y1: float, fill: str, outline: int = 0) -> dict[str, Any]:
+        # Fabric's left/top place the outer corner of the outline, so the fill starts half an outline in
+        return {"type": "Rect", "left": x0 * fit.scale_x - outline / 2, "top": y0 * fit.scale_y - outline / 2,
+                "width": (x1 - x0) * fit.scale_x, "height": (y1 - y0) * fit.scale_y, "originX": "left",
+                "originY": "top", "strokeWidth": outline, "strokeUniform": True,
+                "stroke": drawing_colour(STROKE_OPACITY) if outline else None, "fill": fill, "selectable": False}
 
     if region.box is not None:
-        return [rect(*region.box, opacity=SEED_OPACITY)]
+        return [rect(*region.box, fill=drawing_colour(FILL_OPACITY), outline=RECTANGLE_OUTLINE)]
     assert region.grid_mask is not None
     grid = region.grid_mask.shape[0]
     width, height = image_size
     return [rect(column * width / grid, row * height / grid, (column + 1) * width / grid, (row + 1) * height / grid,
-                 opacity=SEED_OPACITY * float(weight))
+                 fill=drawing_colour(STROKE_OPACITY * (FAINTEST_CELL + (1 - FAINTEST_CELL) * float(weight))))
             for (row, column), weight in np.ndenumerate(region.grid_mask) if weight > 0]
 
 
@@ -234,11 +251,14 @@ def drawing_to_region(json_data: dict[str, Any] | None, fit: CanvasFit, image_si
 
     ``seed`` is a region the canvas was opened with as :func:`region_objects`: those objects come
     first in the drawing and stand for the seed exactly; anything drawn after them is added to it.
+    A drawing with fewer objects than the seed's has lost the seed's objects (deleted on the
+    canvas): the seed is gone with them. No drawing at all (the canvas has not answered yet) is the seed.
     """
     objects = _objects(json_data)
-    if seed is not None:
-        drawn = drawing_to_region({"objects": objects[len(region_objects(seed, fit, image_size)):]}, fit,
-                                  image_size, grid)
+    if seed is not None and json_data is None:
+        return seed
+    if seed is not None and len(objects) >= (seeded := len(region_objects(seed, fit, image_size))):
+        drawn = drawing_to_region({"objects": objects[seeded:]}, fit, image_size, grid)
         return seed if drawn is None else seed.combined(drawn, image_size, grid)
     if len(objects) == 1 and (box := _upright_box(objects[0], fit, image_size)) is not None:
         return Region.from_box(box)

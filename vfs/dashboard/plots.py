@@ -20,6 +20,10 @@ from vfs.similarity.ranking import top_k_indices
 MAX_COLOURED_LABELS = 20
 #: File names listed when hovering over a bin (its best-scoring images).
 NAMES_PER_BIN = 8
+#: Figures keep their notes (a cut-off, k) in a band above the plot, and legends below it, so neither
+#: lies on the data or on each other.
+TOP_BAND = 34
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0, "xanchor": "left"}
 _PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
             "#9D755D", "#BAB0AC", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B",
             "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF")
@@ -43,9 +47,21 @@ def _bin_text(scores: np.ndarray, paths: Sequence[str], members: np.ndarray, low
     return "<br>".join(lines)
 
 
+def _note_above(figure: go.Figure, x: float, text: str, x_range: tuple[float, float]) -> None:
+    """``text`` in the band above the plot at ``x``, running away from the nearer edge so it stays inside."""
+    low, high = x_range
+    right_half = high > low and (x - low) / (high - low) > 0.5
+    figure.add_annotation(x=x, y=1, xref="x", yref="paper", yanchor="bottom", xanchor="right" if right_half else "left",
+                          text=text, showarrow=False, font={"color": "#D62728", "size": 12})
+
+
 def score_distribution(scores: np.ndarray, paths: Sequence[str], labels: Sequence[str | None],
-                       cutoff: float | None = None, bins: int = 40) -> go.Figure:
+                       cutoff: float | None = None, bins: int = 40,
+                       x_range: tuple[float, float] | None = None) -> go.Figure:
     """Histogram of every image's best score, stacked by label, with the ``cutoff`` (k-th score) marked.
+
+    The cut-off's note sits above the plot and the legend below it, so neither covers bars or each
+    other. ``x_range`` fixes the score axis, so figures side by side (Compare) read alike.
 
     Hovering a bin lists its best-scoring file names. Images with a non-finite score (the
     excluded query image) are left out. One SVG point per image would make the figure slow to
@@ -73,16 +89,31 @@ def score_distribution(scores: np.ndarray, paths: Sequence[str], labels: Sequenc
         marker_color="rgba(0, 0, 0, 0)", hoverinfo="text",
         hovertext=[_bin_text(scores, paths, members[bin_of == b], low + b * size, low + (b + 1) * size)
                    for b in occupied]))
+    shown_range = x_range if x_range is not None else (low, low + bins * size)
     if cutoff is not None and np.isfinite(cutoff):
-        figure.add_vline(x=cutoff, line={"color": "#D62728", "dash": "dash"}, annotation_text="top-k cut-off",
-                         annotation_position="top left")
+        figure.add_vline(x=cutoff, line={"color": "#D62728", "dash": "dash"})
+        _note_above(figure, cutoff, f"top-k cut-off: {cutoff:.3f}", shown_range)
     top = float(counts.max()) * 1.08 if counts.size else 1.0
+    legend = len(groups) > 1
     figure.update_layout(
-        barmode="stack", height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="closest",
-        xaxis={"title": "best window score (cosine)"}, yaxis={"title": "images", "range": [0, top]},
+        barmode="stack", height=300 + (60 if legend else 0), hovermode="closest",
+        margin={"l": 10, "r": 10, "t": TOP_BAND, "b": 10},
+        xaxis={"title": "best window score (cosine)", **({"range": list(x_range)} if x_range is not None else {})},
+        yaxis={"title": "images", "range": [0, top]},
         yaxis2={"overlaying": "y", "range": [0, top], "visible": False},
-        legend={"orientation": "h", "y": 1.12}, showlegend=len(groups) > 1)
+        legend=LEGEND_BELOW, showlegend=legend)
     return figure
+
+
+def shared_score_range(score_sets: Sequence[np.ndarray]) -> tuple[float, float]:
+    """One score axis for several distributions: from the lowest finite score of any to the highest."""
+    finite = [values[np.isfinite(values)] for values in map(np.asarray, score_sets)]
+    finite = [values for values in finite if values.size]
+    if not finite:
+        return (0.0, 1.0)
+    low, high = min(float(v.min()) for v in finite), max(float(v.max()) for v in finite)
+    margin = (high - low) * 0.02 or 0.01
+    return (low - margin, high + margin)
 
 
 #: Scatter plots with more points than this are drawn with WebGL: one SVG element per point gets slow.
@@ -196,9 +227,9 @@ def precision_figure(precision: np.ndarray, base_rate: float, label: str, top_k:
     figure.add_hline(y=base_rate, line={"color": "#7F7F7F", "dash": "dot"},
                      annotation_text=f"chance ({base_rate:.0%} of the images)", annotation_position="bottom right")
     if top_k <= len(precision):
-        figure.add_vline(x=top_k, line={"color": "#D62728", "dash": "dash"}, annotation_text=f"k = {top_k}",
-                         annotation_position="top left")
-    figure.update_layout(height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=False,
+        figure.add_vline(x=top_k, line={"color": "#D62728", "dash": "dash"})
+        _note_above(figure, top_k, f"k = {top_k}", (1, len(precision)))  # above the plot, off the curve
+    figure.update_layout(height=260, margin={"l": 10, "r": 10, "t": TOP_BAND, "b": 10}, showlegend=False,
                          xaxis={"title": "k (results)"}, yaxis={"title": f"share labelled {label}",
                                                                  "range": [0, 1.05], "tickformat": ".0%"})
     return figure

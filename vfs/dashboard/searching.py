@@ -42,6 +42,7 @@ class ShownSearch:
     number: int  # searches run in this session; names the gallery
     thumbnails: list[bytes]
     figure: go.Figure | None = None  # built after the gallery is on its way to the browser
+    filters: tuple[str, ...] = ()  # what the gallery is filtered to ("label: dress"), named in its caption
 
 
 def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
