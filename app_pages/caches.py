@@ -98,7 +98,12 @@ def page() -> None:
     if not caches:
         st.info("No feature caches yet.")
         return
-    st.dataframe([{"model": c.model, "layer": c.layer, "grid": f"{c.grid}×{c.grid}", "dataset": c.dataset,
+    served = app.deployment.datasets if app.deployment is not None else None
+
+    def dataset(name: str) -> str:  # a deployment names only the datasets it serves: other paths stay private
+        return name if served is None or served.contains(Path(name).resolve()) else "(not served here)"
+
+    st.dataframe([{"model": c.model, "layer": c.layer, "grid": f"{c.grid}×{c.grid}", "dataset": dataset(c.dataset),
                    "images": c.images, "size": format_bytes(c.bytes), "created": c.created.strftime("%Y-%m-%d %H:%M"),
                    "in use": current is not None and c.path == current.cache_path} for c in caches],
                  hide_index=True, width="stretch")

@@ -361,3 +361,18 @@ def test_a_server_accepting_larger_uploads_than_the_deployment_does_not_start(da
     assert "selection" not in app.session_state and not app.file_uploader
     config.set_option("server.maxUploadSize", 1)
     assert "selection" in dashboard(None, VFS_CONFIG=str(served.config)).run().session_state  # at the limit it starts
+
+
+def test_the_caches_table_names_only_served_datasets(dashboard, served, private_case, lite0):
+    """A cache of a dataset outside the roots (built before the deployment) is listed without its path."""
+    from vfs.cache.indexing import build_index
+
+    build_index(served.outside / "secret", lite0, "blocks.6", 3, private_case.cache_dir)
+    private = Served(private_case, served.second, served.outside, served.config)
+    private.write()
+    app = opened(dashboard, private)
+    app.switch_page("app_pages/caches.py").run()
+    assert not app.exception
+    datasets = list(app.dataframe[0].value["dataset"])
+    assert "(not served here)" in datasets and str(private_case.data) in datasets
+    assert not any(str(served.outside) in name for name in datasets)
