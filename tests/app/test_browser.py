@@ -6,22 +6,18 @@ Screenshots go to test-artifacts/ (git-ignored). Needs Debian's chromium at /usr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.support.app_cases import SIDE
 from tests.support.app_server import (
     APP_IDLE_JS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    ARTIFACTS,
     GALLERY_LOADED_JS,
     dashboard_server,
     running_dashboard,
 )
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 #: The results are photographed at these page widths: a laptop beside a sidebar, and a wide screen.
 SCREENSHOT_WIDTHS = (1000, 1400)
 
@@ -31,18 +27,6 @@ def drawing_alpha(page, x: float, y: float) -> int:
     return page.locator("canvas.dc-canvas.lower-canvas").evaluate(
         "(c, [x, y]) => c.getContext('2d').getImageData(Math.floor(x * c.width), Math.floor(y * c.height), 1, 1)"
         ".data[3]", [x / SIDE, y / SIDE])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (`make browser-deps`) to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
-        yield launched
-        launched.close()
 
 
 def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, browser):

@@ -3,27 +3,12 @@ then the set's results. Screenshots at 1000 and 1400 px wide go to test-artifact
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.support.app_cases import SIDE
-from tests.support.app_server import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, running_dashboard
+from tests.support.app_server import APP_IDLE_JS, ARTIFACTS, running_dashboard
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (`make browser-deps`) to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
-        yield launched
-        launched.close()
 
 
 def stroke(page, canvas, start: tuple[float, float], end: tuple[float, float]) -> None:

@@ -19,11 +19,18 @@ from pathlib import Path
 import pytest
 
 from tests.support.app_cases import ConstructedCase
-from tests.support.app_server import CHROMIUM, CHROMIUM_ARGS, Dashboard, LinkedSearch, dashboard_server, linked_sessions
+from tests.support.app_server import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Dashboard,
+    LinkedSearch,
+    dashboard_server,
+    linked_sessions,
+)
 from vfs.features.models import DEFAULT_MODEL, bundled_weights
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SESSIONS = 8
 MAX_GROWTH = 1.2  # resident memory after eight more sessions, over that after one
 PROBE_LINE = "vfs-probe: weights opened"

@@ -12,25 +12,13 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from tests.support.app_server import APP_IDLE_JS, CHROMIUM, CHROMIUM_ARGS, GALLERY_LOADED_JS, dashboard_server
+from tests.support.app_server import APP_IDLE_JS, GALLERY_LOADED_JS, dashboard_server
 
 pytestmark = pytest.mark.browser
 PAGES = ("", "compare", "map", "caches", "units")
 IDLE_SECONDS = 10.0
 SETTLE_SECONDS = 10.0
 MAX_IDLE_CORE_SHARE = 0.05
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (`make browser-deps`) to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
-        yield launched
-        launched.close()
 
 
 def test_no_page_asks_another_host_for_anything(constructed_case, browser):

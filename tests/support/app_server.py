@@ -23,6 +23,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync")
 APP = Path(__file__).resolve().parents[2] / "app.py"
+#: Screenshots and server logs of the browser tests, for people to look at.
+ARTIFACTS = APP.parent / "test-artifacts"
 
 #: Browser-side test: is the app idle (no script run in progress, so no widget is about to be replaced)?
 APP_IDLE_JS = """() => !document.querySelector("[data-testid='stStatusWidget']")"""
