@@ -255,31 +255,37 @@ def _put_upload(url: str, session_id: str, xsrf: str, size: int, chunked: bool =
 
 def test_the_server_refuses_an_upload_above_its_limit(constructed_case, browser):
     """A client bypassing the uploader's own check is stopped by ``server.maxUploadSize`` (1 MB here) on loopback."""
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
     arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
     ARTIFACTS.mkdir(exist_ok=True)
     with running_dashboard(arguments, log=ARTIFACTS / "browser-upload-streamlit.log", max_upload_mb=1) as url:
-        sessions: list[str] = []
-
-        def read_frame(payload: bytes | str) -> None:
-            if isinstance(payload, bytes):
-                message = ForwardMsg()
-                message.ParseFromString(payload)
-                if message.WhichOneof("type") == "new_session":
-                    sessions.append(message.new_session.initialize.session_id)
-
-        page = browser.new_page()
-        page.on("websocket", lambda socket: socket.on("framereceived", read_frame))
-        page.goto(url)
-        page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
-        xsrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "_streamlit_xsrf")
-        assert sessions
-        assert _put_upload(url, sessions[0], xsrf, 10_000) == 204  # the session and token are right
-        assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024) == 413  # announced too large
-        assert _put_upload(url, sessions[0], xsrf, 3 * 1024 * 1024, chunked=True) == 413  # counted too large
+        page, session, xsrf = _open_session(browser, url)
+        assert _put_upload(url, session, xsrf, 10_000) == 204  # the session and token are right
+        assert _put_upload(url, session, xsrf, 3 * 1024 * 1024) == 413  # announced too large
+        assert _put_upload(url, session, xsrf, 3 * 1024 * 1024, chunked=True) == 413  # counted too large
         assert _put_upload(url, "not-a-session", xsrf, 10_000) == 400
         page.close()
+
+
+def _open_session(browser, url: str):
+    """A page on the dashboard, its server session id (read from the websocket) and its XSRF token."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    sessions: list[str] = []
+
+    def read_frame(payload: bytes | str) -> None:
+        if isinstance(payload, bytes):
+            message = ForwardMsg()
+            message.ParseFromString(payload)
+            if message.WhichOneof("type") == "new_session":
+                sessions.append(message.new_session.initialize.session_id)
+
+    page = browser.new_page()
+    page.on("websocket", lambda socket: socket.on("framereceived", read_frame))
+    page.goto(url)
+    page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
+    xsrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "_streamlit_xsrf")
+    assert sessions
+    return page, sessions[0], xsrf
 
 
 def _uploaded_bytes(url: str) -> int:
@@ -297,26 +303,11 @@ def test_uploads_no_uploader_claims_leave_the_server(constructed_case, browser):
     import os
     import time
 
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
     arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
     with dashboard_server(arguments, env={**os.environ, "VFS_UPLOAD_GRACE_S": "2"}) as server:
-        sessions: list[str] = []
-
-        def read_frame(payload: bytes | str) -> None:
-            if isinstance(payload, bytes):
-                message = ForwardMsg()
-                message.ParseFromString(payload)
-                if message.WhichOneof("type") == "new_session":
-                    sessions.append(message.new_session.initialize.session_id)
-
-        page = browser.new_page()
-        page.on("websocket", lambda socket: socket.on("framereceived", read_frame))
-        page.goto(server.url)
-        page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
-        xsrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "_streamlit_xsrf")
+        page, session, xsrf = _open_session(browser, server.url)
         for number in range(4):
-            assert _put_upload(server.url, sessions[0], xsrf, 2_000_000, file_id=f"orphan{number}") == 204
+            assert _put_upload(server.url, session, xsrf, 2_000_000, file_id=f"orphan{number}") == 204
         assert _uploaded_bytes(server.url) >= 8_000_000
         deadline = time.monotonic() + 30
         while _uploaded_bytes(server.url) > 2_100_000 and time.monotonic() < deadline:
