@@ -76,6 +76,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys, photo_dir):
     assert code == 2 and "empty" in err
 
 
+@pytest.mark.slow  # end to end, in a subprocess or over the whole demo
 def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "vfs.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "index" in done.stdout and "search" in done.stdout

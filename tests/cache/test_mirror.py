@@ -122,6 +122,7 @@ def test_a_damaged_shard_on_storage_is_refused_and_the_local_copy_is_not_replace
         pull_cache(store, relative, local)
 
 
+@pytest.mark.slow  # end to end, in a subprocess or over the whole demo
 def test_the_command_line_indexes_into_and_searches_a_cache_directory_uri(tmp_path, photo_dir):
     store = (tmp_path / "bucket").as_uri()
     env_home = {"HOME": str(tmp_path / "home")}  # the mirror lives under ~/.cache/vfs/mirrors
