@@ -9,6 +9,10 @@ class ModelError(VfsError):
     """A model name that does not exist, or weights that cannot be had."""
 
 
+class WeightsUnavailableError(ModelError):
+    """A model whose pretrained weights are neither on this machine nor downloadable now."""
+
+
 class LayerError(VfsError):
     """A layer name the model does not expose."""
 

@@ -15,14 +15,14 @@ from typing import TypeVar
 import streamlit as st
 
 from vfs.cache.catalog import manifest_token
-from vfs.dashboard.build_cost import BuildCost, build_cost, cached_grids, model_problem, seconds_per_image
+from vfs.dashboard.build_cost import BuildCost, build_cost, cached_grids, seconds_per_image
 from vfs.dashboard.config import AppConfig, parse_app_args
 from vfs.dashboard.deployment import Access, DatasetRoots, ModelPolicy
 from vfs.dashboard.indexing_jobs import IndexJob, IndexJobs, JobState
 from vfs.dashboard.links import SharedSearch, from_params, to_params
 from vfs.dashboard.query_images import QueryImage, unreadable_picture
 from vfs.dashboard.safe_text import as_markdown_text
-from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid
+from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid, model_problem
 from vfs.dashboard.uploads import UploadSweeper
 from vfs.errors import ModelError, VfsError
 from vfs.feature_search import FeatureSearch

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vfs.dashboard import searching
-from vfs.dashboard.build_cost import build_cost, cache_bytes, model_problem, seconds_per_image
+from vfs.dashboard.build_cost import build_cost, cache_bytes, seconds_per_image
 from vfs.dashboard.links import SharedSearch, from_params, to_params
-from vfs.errors import ModelError
+from vfs.dashboard.selection import model_problem
+from vfs.errors import ModelError, WeightsUnavailableError
 from vfs.similarity.exact import Match
 
 
@@ -32,11 +35,15 @@ def test_labels_travel_in_links():
     assert "labels=" in str(from_params({"labels": " , "})[1][0])
 
 
-def test_a_model_that_cannot_load_says_so_in_one_line_without_cli_flags():
-    error = ModelError("vit_x: pretrained weights could not be loaded (LocalEntryNotFoundError: ...). Connect to the "
-                       "internet so timm can download them, pass a local file with --weights PATH.safetensors.")
-    line = model_problem("vit_x", error)
+def test_a_model_that_cannot_load_says_so_in_one_line_without_cli_flags(monkeypatch):
+    from vfs.features import models
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda host="": False)  # as on an offline machine
+    with pytest.raises(WeightsUnavailableError) as raised:
+        models.load_model("resnet18.a1_in1k", "pretrained")  # weights not on this machine
+    line = model_problem("resnet18.a1_in1k", raised.value)
     assert "--" not in line and "\n" not in line and "offline" in line
+    assert model_problem("x", ModelError("Unknown model 'x'.\nDid you mean y?")) == "Unknown model 'x'."
 
 
 def test_approximate_search_is_offered_only_from_the_measured_size(monkeypatch):

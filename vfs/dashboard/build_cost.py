@@ -14,7 +14,6 @@ from pathlib import Path
 from vfs.cache.catalog import format_bytes
 from vfs.cache.feature_cache import MANIFEST, cache_path
 from vfs.cache.indexing import cache_spec
-from vfs.errors import ModelError
 from vfs.features.models import FeatureModel, LayerInfo
 
 #: A missing cache this quick to build (a demo, a small folder) is built without asking.
@@ -71,11 +70,3 @@ def cached_grids(cache_dir: Path, root: Path, model: FeatureModel, layer: LayerI
     """The grids of ``layer`` that have a feature cache of ``root`` (complete or not)."""
     return [grid for grid in grids
             if (cache_path(cache_dir, root, cache_spec(model, layer, grid)) / MANIFEST).is_file()]
-
-
-def model_problem(name: str, error: ModelError) -> str:
-    """One line, in the dashboard's terms, for a model that cannot load (``load_model``'s message names CLI flags)."""
-    if "pretrained weights could not be loaded" in str(error):
-        return (f"{name} has no weights on this machine and they could not be downloaded: choose a model marked "
-                "offline, or connect to the internet.")
-    return str(error).splitlines()[0]

@@ -14,7 +14,7 @@ from vfs.cache.catalog import read_cache
 from vfs.cache.feature_cache import CacheSpec, cache_path
 from vfs.cache.indexing import IndexSummary, Progress, build_index, cache_spec
 from vfs.dashboard.links import SharedSearch, ShareError
-from vfs.errors import DatasetError
+from vfs.errors import DatasetError, ModelError, WeightsUnavailableError
 from vfs.feature_search import FeatureSearch
 from vfs.features.models import FeatureModel, LayerInfo
 
@@ -124,3 +124,11 @@ def link_layer(shared: SharedSearch, model: FeatureModel) -> tuple[LayerInfo | N
 def max_grid(layer: LayerInfo) -> int:
     """Finer grids than the layer's own resolution only repeat its cells."""
     return max(layer.height, layer.width)
+
+
+def model_problem(name: str, error: ModelError) -> str:
+    """One line, in the dashboard's terms, for a model that cannot load (``load_model``'s message names CLI flags)."""
+    if isinstance(error, WeightsUnavailableError):
+        return (f"{name} has no weights on this machine and they could not be downloaded: choose a model marked "
+                "offline, or connect to the internet.")
+    return str(error).splitlines()[0]

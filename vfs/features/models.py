@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from vfs.errors import LayerError, ModelError
+from vfs.errors import LayerError, ModelError, WeightsUnavailableError
 from vfs.features.bundled_weights import bundled_weights, list_bundled
 
 if TYPE_CHECKING:
@@ -437,7 +437,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
             description = "untrained (random initialisation)"
     except Exception as exc:  # noqa: BLE001 - hub, network and config errors all mean "no weights"
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        raise ModelError(
+        raise WeightsUnavailableError(
             f"{name}: pretrained weights could not be loaded ({why}). Connect to the internet so timm "
             f"can download them, pass a local file with --weights PATH.safetensors, or use "
             f"--weights untrained for a randomly initialised model.") from None
