@@ -16,7 +16,6 @@ from PIL import Image
 
 from app_pages.shared import common
 from vfs.analysis.match_modes import MatchMode, match_modes
-from vfs.analysis.subset import top_matches
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import SharedRegion, SharedSearch
@@ -28,6 +27,7 @@ from vfs.dashboard.queries import (
     add_region,
     describe_mode,
     describe_set_search,
+    exemplar_matches,
     missing_levels,
     mode_rows,
     modes_problem,
@@ -282,8 +282,7 @@ def modes_section(current: Selection, search: FeatureSearch, shown: ShownSearch)
             else:
                 choose.button("Show only these", key=f"mode-{position}", on_click=_choose_mode,
                               args=(shown.number, position))
-            exemplars = top_matches(result, search.cache, mode_rows(mode, len(search.cache)) &
-                                    np.isin(np.arange(len(search.cache)), mode.exemplars), len(mode.exemplars))
+            exemplars = exemplar_matches(mode, result, search.cache)
             pictures = _exemplar_jpegs(current.root, tuple((m.path, m.box) for m in exemplars))
             columns = st.columns(max(len(pictures), 1) if pictures else 1)
             for column, picture, match in zip(columns, pictures, exemplars):

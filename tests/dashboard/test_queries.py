@@ -130,3 +130,20 @@ def test_a_set_match_outlines_every_box():
     pixels = np.asarray(picture)
     assert tuple(pixels[5, 5]) == (200, 200, 200) and tuple(pixels[25, 25]) != (200, 200, 200) and tuple(pixels[40, 40]) == (200, 200, 200)
     assert tuple(pixels[0, 0]) != (200, 200, 200)  # outlined
+
+
+def test_a_modes_exemplars_are_matches_best_score_first(tmp_path):
+    from tests.support.data import write_cache
+    from vfs.dashboard.queries import exemplar_matches
+    from vfs.similarity.exact import Query, search
+
+    rng = np.random.default_rng(0)
+    cache = write_cache(tmp_path / "c", rng.random((8, 4, 5, 5)).astype(np.float16))
+    mask = np.zeros((5, 5), np.float32)
+    mask[1:3, 1:3] = 1
+    result = search(cache, Query(rng.random((4, 5, 5)).astype(np.float32), mask), top_k=8)
+    mode = MatchMode(members=[1, 3, 5, 6], exemplars=[6, 1, 3], labels={"": 4})
+    matches = exemplar_matches(mode, result, cache)
+    assert sorted(m.index for m in matches) == [1, 3, 6]
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    assert all(m.box == next(r.box for r in result.matches if r.index == m.index) for m in matches)

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from vfs.analysis.match_modes import MatchMode
+from vfs.analysis.subset import top_matches
 from vfs.cache.catalog import read_cache
+from vfs.cache.feature_cache import FeatureCache
 from vfs.dashboard.build_cost import BuildCost, cache_bytes
 from vfs.dashboard.query_images import QueryImage
 from vfs.feature_search import FeatureSearch, QueryRegion
-from vfs.similarity.exact import SearchResult
+from vfs.similarity.exact import Match, SearchResult
 from vfs.similarity.region import Region
 from vfs.similarity.region_set import RegionSetResult
 from vfs.similarity.scales import MULTI_SCALES, ScaledSearchResult, scale_level
@@ -176,3 +178,10 @@ def mode_rows(mode: MatchMode, images: int) -> np.ndarray:
     rows = np.zeros(images, dtype=bool)
     rows[np.asarray(mode.members, dtype=np.int64)] = True
     return rows
+
+
+def exemplar_matches(mode: MatchMode, result: SearchResult, cache: FeatureCache) -> list[Match]:
+    """The mode's exemplars as matches of ``result``, best score first, with their windows."""
+    exemplars = np.zeros(len(cache), dtype=bool)
+    exemplars[np.asarray(mode.exemplars, dtype=np.int64)] = True
+    return top_matches(result, cache, exemplars, len(mode.exemplars))
