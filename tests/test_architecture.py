@@ -18,7 +18,8 @@ ALLOWED = {
     "vfs.feature_search": {"vfs.features", "vfs.cache", "vfs.similarity"},
     "vfs.pictures": {"vfs.features"},
     "vfs.analysis": {"vfs.features", "vfs.cache", "vfs.similarity", "vfs.feature_search"},
-    "vfs.notebook": {"vfs.features", "vfs.cache", "vfs.similarity", "vfs.feature_search", "vfs.pictures"},
+    "vfs.notebook": {"vfs.features", "vfs.cache", "vfs.similarity", "vfs.feature_search", "vfs.pictures",
+                     "vfs.analysis"},
     "vfs.dashboard": {"vfs.features", "vfs.cache", "vfs.similarity", "vfs.feature_search", "vfs.pictures",
                       "vfs.analysis"},
 }

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vfs.analysis.match_modes import search_modes
 from vfs.cli import main
+from vfs.feature_search import FeatureSearch
 
 
 def run(capsys, *argv):
@@ -153,6 +155,14 @@ def test_scales_index_their_levels_and_every_result_says_its_scale(tmp_path, cap
     code, out, _ = run(capsys, "search", photo_dir, *common, "--query", photo_dir / "animals/chelsea.png",
                        "--box", "100,40,300,200", "--json")
     assert all(r["scale"] == 1.0 for r in json.loads(out)["results"])  # scale 1 alone: today's search
+    code, out, err = run(capsys, "search", photo_dir, *common, "--scales", "1,0.5", "--query",
+                         photo_dir / "animals/chelsea.png", "--box", "100,40,300,200", "--modes", "9", "--json")
+    assert code == 0, err
+    modes = json.loads(out)["modes"]  # each match's window read from the level it was found at
+    fs = FeatureSearch(photo_dir, layer="blocks.6", grid=4, cache_dir=tmp_path / "c")
+    scaled = fs.search(photo_dir / "animals/chelsea.png", box=(100, 40, 300, 200), scales=(0.5, 1.0))
+    assert modes == [mode.to_dict(fs.cache) for mode in search_modes(fs, scaled, n=9)]
+    assert sum(mode["size"] for mode in modes) == 9
     with pytest.raises(SystemExit) as exited:
         run(capsys, "search", photo_dir, *common, "--scales", "x")
     assert exited.value.code == 2 and "Scales are numbers" in capsys.readouterr().err

@@ -226,9 +226,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _modes(fs, result, matches: int):  # -> list[MatchMode]; scipy is imported only when asked for
-    from vfs.analysis.match_modes import match_modes
+    from vfs.analysis.match_modes import search_modes
 
-    return match_modes(fs.cache, result, n=matches)
+    return search_modes(fs, result, n=matches)
 
 
 def _read_regions(path: str) -> list:  # -> list[QueryRegion]

@@ -1,13 +1,17 @@
-"""The modes of a search's matches: planted groups are found, their number chosen by the eigengap."""
+"""The modes of a search's matches: planted groups are found, their number chosen by the eigengap, at one scale or
+several (each match's window read from its pyramid level)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.support.data import write_cache
 from vfs.analysis.match_modes import match_modes, spectral_modes, window_descriptors
+from vfs.errors import VfsError
 from vfs.similarity.exact import Query, search
 from vfs.similarity.ranking import top_k_indices
+from vfs.similarity.scales import scale_level, search_scales
 
 GRID, CHANNELS = 7, 16
 
@@ -79,3 +83,69 @@ def test_eigengap_on_block_affinities():
     assert len(set(assignment)) == 4
     assert all(len(set(assignment[i * 5:(i + 1) * 5])) == 1 for i in range(4))
     assert list(spectral_modes(np.ones((2, 2)))) == [0, 0]
+
+
+def planted_levels(tmp_path, per_group: int = 20, seed: int = 1):
+    """Two groups, each pattern visible at one pyramid level only: group 0's on the 7×7 base grid, group 1's
+    on the 14×14 level of scale 0.5 (whose cache lists the images in another order)."""
+    rng = np.random.default_rng(seed)
+    pattern_channels = CHANNELS - 4
+    patterns = []
+    for g in range(2):
+        pattern = 0.3 * rng.random((CHANNELS, 2, 2))
+        pattern[pattern_channels:] = 0
+        pattern[g * 4:(g + 1) * 4] += 1.0
+        patterns.append(pattern)
+
+    def background(grid: int) -> np.ndarray:
+        image = np.zeros((CHANNELS, grid, grid))
+        image[pattern_channels:] = np.maximum(rng.standard_normal((4, grid, grid)), 0)
+        return image
+
+    base, fine, labels = [], [], []
+    for g, grid in ((0, GRID), (1, 2 * GRID)):
+        for _ in range(per_group):
+            planted, plain = background(grid), background(3 * GRID - grid)
+            y, x = rng.integers(0, grid - 1, size=2)
+            planted[:, y:y + 2, x:x + 2] = patterns[g] * rng.uniform(0.8, 1.2) + 0.1 * rng.random((CHANNELS, 2, 2))
+            base.append(planted if g == 0 else plain)
+            fine.append(plain if g == 0 else planted)
+            labels.append(f"class{g}")
+    base_cache = write_cache(tmp_path / "base", np.stack(base).astype(np.float16), labels=labels)
+    order = rng.permutation(len(fine))
+    fine_cache = write_cache(tmp_path / "fine", np.stack(fine)[order].astype(np.float16),
+                             labels=[labels[i] for i in order], paths=[base_cache.paths[i] for i in order])
+    query_grid = np.zeros((CHANNELS, GRID, GRID), np.float32)
+    query_grid[:, 2:4, 2:4] = sum(patterns)
+    mask = np.zeros((GRID, GRID), np.float32)
+    mask[2:4, 2:4] = 1
+    levels = [(scale_level(1.0, (224, 224), GRID), base_cache), (scale_level(0.5, (224, 224), GRID), fine_cache)]
+    return base_cache, fine_cache, search_scales(base_cache, levels, Query(query_grid, mask), top_k=5)
+
+
+def test_multi_scale_descriptors_are_read_from_each_matchs_level(tmp_path):
+    base, fine, result = planted_levels(tmp_path)
+    images = top_k_indices(result.scores, 40)
+    assert set(result.image_scales[images]) == {1.0, 0.5}  # both levels hold matches
+    descriptors = window_descriptors(base, result, images, levels={0.5: fine})
+    for descriptor, i in zip(descriptors, images):
+        source = base if result.image_scales[i] == 1.0 else fine
+        row = source.index_of(base.paths[i])
+        top, left = result.windows[i]
+        window = np.asarray(source.features(row))[:, top:top + 2, left:left + 2].astype(np.float64).ravel()
+        np.testing.assert_allclose(descriptor, window / np.linalg.norm(window), rtol=1e-5)
+
+
+def test_groups_found_at_different_scales_are_the_modes(tmp_path):
+    base, fine, result = planted_levels(tmp_path)
+    modes = match_modes(base, result, n=40, levels={0.5: fine})
+    assert sorted(mode.size for mode in modes) == [20, 20]
+    for mode in modes:
+        assert len(mode.labels) == 1  # each mode is one planted group, whatever level it was found at
+        assert len({float(result.image_scales[i]) for i in mode.members}) == 1
+
+
+def test_a_multi_scale_result_needs_its_levels(tmp_path):
+    base, _, result = planted_levels(tmp_path)
+    with pytest.raises(VfsError, match="scale 0.5"):
+        match_modes(base, result, n=40)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vfs.analysis.match_modes import MatchMode
+from vfs.analysis.match_modes import MatchMode, describe_mode, exemplar_matches, mode_rows
 from vfs.dashboard.links import (
     MAX_SET_REGIONS,
     SharedRegion,
@@ -26,9 +26,7 @@ from vfs.dashboard.queries import (
     MAX_REGIONS,
     SetRegion,
     add_region,
-    describe_mode,
     level_cost,
-    mode_rows,
     remove_region,
     scale_caption,
     searches_as_set,
@@ -134,7 +132,6 @@ def test_a_set_match_outlines_every_box():
 
 def test_a_modes_exemplars_are_matches_best_score_first(tmp_path):
     from tests.support.data import write_cache
-    from vfs.dashboard.queries import exemplar_matches
     from vfs.similarity.exact import Query, search
 
     rng = np.random.default_rng(0)
@@ -147,3 +144,36 @@ def test_a_modes_exemplars_are_matches_best_score_first(tmp_path):
     assert sorted(m.index for m in matches) == [1, 3, 6]
     assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
     assert all(m.box == next(r.box for r in result.matches if r.index == m.index) for m in matches)
+
+
+def test_a_set_matchs_parts_are_each_regions_own_search(tmp_path):
+    from tests.support.data import write_cache
+    from vfs.dashboard.queries import SetOutcome, explain_set_score, match_parts
+    from vfs.similarity.exact import Query, search
+    from vfs.similarity.region_set import RegionQuery, search_region_set
+
+    rng = np.random.default_rng(2)
+    cache = write_cache(tmp_path / "c", rng.random((9, 4, 7, 7)).astype(np.float16), sizes=(300, 200))
+    queries = []
+    for cells in ((slice(1, 3), slice(2, 5)), (slice(4, 6), slice(0, 2)), (slice(0, 3), slice(4, 7))):
+        mask = np.zeros((7, 7), np.float32)
+        mask[cells] = 1
+        queries.append(Query(rng.random((4, 7, 7)).astype(np.float32), mask))
+    negative = [False, True, False]
+    result = search_region_set(cache, [RegionQuery(q, n) for q, n in zip(queries, negative)], top_k=4,
+                               negative_weight=0.5)
+    image = QueryImage.from_dataset("img00000.png")
+    kept = tuple(SetRegion(image, Region(box=(0, 0, 10 + i, 10)), n) for i, n in enumerate(negative))
+    outcome = SetOutcome(result, kept, 0.1)
+    for match in result.matches:
+        parts = match_parts(outcome, match, cache)
+        assert [part.region for part in parts] == list(kept)
+        for part, query in zip(parts, queries):
+            alone = next(m for m in search(cache, query, top_k=9).matches if m.index == match.index)
+            assert (part.box, part.window) == (alone.box, alone.window)
+            assert part.score == pytest.approx(alone.score, abs=1e-6)
+        assert [part.box for part, n in zip(parts, negative) if not n] == match.boxes
+        positives, nearest = (parts[0].score + parts[2].score) / 2, parts[1].score
+        assert match.score == pytest.approx(positives - 0.5 * nearest, abs=1e-5)
+        assert explain_set_score(match, negative, 0.5) == (
+            f"{match.score:.3f} = mean({parts[0].score:.3f}, {parts[2].score:.3f}) − 0.5 × max({parts[1].score:.3f})")

@@ -12,20 +12,29 @@ eigenvalues choose the number of clusters by their largest gap among the first `
 (Ng, Jordan & Weiss, 2001).
 
 A mode's exemplars are its most central matches: the highest mean affinity to the other members.
+
+A multi-scale search (:mod:`vfs.similarity.scales`) found each image's window on the grid of a pyramid
+level; its descriptor is read from that level's cache. The windows have the query's shape at every
+level, so descriptors from different levels compare like those of one grid.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.cluster.vq import kmeans2
 from scipy.linalg import eigh
 
+from vfs.analysis.subset import top_matches
 from vfs.cache.feature_cache import FeatureCache
-from vfs.similarity.exact import SearchResult
+from vfs.errors import VfsError
+from vfs.feature_search import FeatureSearch
+from vfs.similarity.exact import Match, SearchResult
 from vfs.similarity.ranking import top_k_indices
+from vfs.similarity.scales import ScaledSearchResult
 
 DEFAULT_MATCHES = 200
 DEFAULT_MAX_MODES = 8
@@ -48,16 +57,38 @@ class MatchMode:
         return {"size": self.size, "exemplars": [cache.paths[i] for i in self.exemplars], "labels": self.labels}
 
 
-def window_descriptors(cache: FeatureCache, result: SearchResult, images: np.ndarray) -> np.ndarray:
-    """(n, C·h·w) mask-weighted matched windows, L2-normalised (zero windows stay zero)."""
+def _window_rows(cache: FeatureCache, result: SearchResult, images: np.ndarray,
+                 levels: Mapping[float, FeatureCache] | None) -> list[tuple[FeatureCache, int]]:
+    """Where each image's matched window lies: its cache (the base, or its pyramid level's) and its row there."""
+    if not isinstance(result, ScaledSearchResult) or result.image_scales is None:
+        return [(cache, int(i)) for i in images]
+    located = []
+    for i in images:
+        scale = float(result.image_scales[i])
+        level = cache if scale == 1.0 else (levels or {}).get(scale)
+        if level is None:
+            raise VfsError(f"The matches found at scale {scale:g} need that pyramid level's cache to be grouped.")
+        row = int(i) if level is cache else level.index_of(cache.paths[int(i)])
+        if row is None:
+            raise VfsError(f"{cache.paths[int(i)]} is not in the cache of scale {scale:g}.")
+        located.append((level, row))
+    return located
+
+
+def window_descriptors(cache: FeatureCache, result: SearchResult, images: np.ndarray,
+                       levels: Mapping[float, FeatureCache] | None = None) -> np.ndarray:
+    """(n, C·h·w) mask-weighted matched windows, L2-normalised (zero windows stay zero).
+
+    ``levels``: the pyramid level caches of a multi-scale ``result``, by scale (scale 1 is ``cache``).
+    """
     rows = np.flatnonzero(result.grid_mask.max(axis=1) > 0)
     cols = np.flatnonzero(result.grid_mask.max(axis=0) > 0)
     weights = result.grid_mask[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1].astype(np.float32)
     h, w = weights.shape
     windows = []
-    for i in images:
+    for i, (source, row) in zip(images, _window_rows(cache, result, images, levels)):
         top, left = (int(v) for v in result.windows[i])
-        window = np.asarray(cache.features(int(i)))[:, top: top + h, left: left + w].astype(np.float32) * weights
+        window = np.asarray(source.features(row))[:, top: top + h, left: left + w].astype(np.float32) * weights
         windows.append(window.ravel())
     descriptors = np.stack(windows) if windows else np.zeros((0, 0), np.float32)
     norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
@@ -102,10 +133,14 @@ def spectral_modes(affinity: np.ndarray, max_modes: int = DEFAULT_MAX_MODES, see
 
 
 def match_modes(cache: FeatureCache, result: SearchResult, n: int = DEFAULT_MATCHES,
-                max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS, seed: int = 0) -> list[MatchMode]:
-    """The modes of the top ``n`` matches of ``result`` (a search of ``cache``), largest first."""
+                max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS, seed: int = 0,
+                levels: Mapping[float, FeatureCache] | None = None) -> list[MatchMode]:
+    """The modes of the top ``n`` matches of ``result`` (a search of ``cache``), largest first.
+
+    ``levels``: for a multi-scale ``result``, the cache of each pyramid level it found matches at.
+    """
     images = top_k_indices(result.scores, n)
-    descriptors = window_descriptors(cache, result, images)
+    descriptors = window_descriptors(cache, result, images, levels)
     affinity = neighbour_affinity(descriptors, neighbours)
     assignment = spectral_modes(affinity, max_modes, seed)
     modes = []
@@ -118,3 +153,33 @@ def match_modes(cache: FeatureCache, result: SearchResult, n: int = DEFAULT_MATC
         modes.append(MatchMode([int(images[m]) for m in members], [int(images[m]) for m in central],
                                dict(labels.most_common())))
     return sorted(modes, key=lambda mode: -mode.size)
+
+
+def describe_mode(mode: MatchMode, label_name: Callable[[str], str | None]) -> str:
+    """``"42 matches · cat 30, dog 12"``: the mode's size and its label mix (``label_name``: label → shown name)."""
+    mix = ", ".join(f"{(label_name(label) or label) if label else 'unlabelled'} {count}"
+                    for label, count in list(mode.labels.items())[:4])
+    more = f", {len(mode.labels) - 4} more labels" if len(mode.labels) > 4 else ""
+    return f"{mode.size} matches · {mix}{more}" if mix else f"{mode.size} matches"
+
+
+def mode_rows(mode: MatchMode, images: int) -> np.ndarray:
+    """Boolean mask over the cache's images of the mode's members."""
+    rows = np.zeros(images, dtype=bool)
+    rows[np.asarray(mode.members, dtype=np.int64)] = True
+    return rows
+
+
+def exemplar_matches(mode: MatchMode, result: SearchResult, cache: FeatureCache) -> list[Match]:
+    """The mode's exemplars as matches of ``result``, best score first, with their windows."""
+    exemplars = np.zeros(len(cache), dtype=bool)
+    exemplars[np.asarray(mode.exemplars, dtype=np.int64)] = True
+    return top_matches(result, cache, exemplars, len(mode.exemplars))
+
+
+def search_modes(search: FeatureSearch, result: SearchResult, n: int = DEFAULT_MATCHES) -> list[MatchMode]:
+    """The modes of a search ``search`` ran, at one scale or several (each level's cache opened from ``search``)."""
+    levels = {}
+    if isinstance(result, ScaledSearchResult) and result.level_grids:
+        levels = {scale: search.scale_level(scale).cache for scale in result.level_grids if scale != 1.0}
+    return match_modes(search.cache, result, n=n, levels=levels)

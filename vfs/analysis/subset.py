@@ -1,8 +1,8 @@
 """A search's best matches among part of the dataset: the images of some labels, or of a map cluster.
 
 A search already scores every image (:attr:`vfs.similarity.exact.SearchResult.scores`, with each image's
-best window in ``windows``), so restricting the results to a subset ranks those scores again
-instead of searching again. Ranks, ties and boxes are exactly what :func:`vfs.similarity.exact.search`
+best window in ``windows``; a region set's, every region's), so restricting the results to a subset
+ranks those scores again instead of searching again. Ranks, ties and boxes are exactly what :func:`vfs.similarity.exact.search`
 gives for the same images.
 """
 
@@ -17,6 +17,7 @@ from vfs.cache.feature_cache import FeatureCache
 from vfs.features.geometry import window_to_box
 from vfs.similarity.exact import Match, SearchResult
 from vfs.similarity.ranking import top_k_indices
+from vfs.similarity.region_set import RegionSetMatch, RegionSetResult, set_matches
 from vfs.similarity.scales import ScaledSearchResult
 
 
@@ -36,12 +37,16 @@ class Subset:
         return mask
 
 
+def _allowed_scores(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    allowed = np.asarray(allowed, dtype=bool)
+    if allowed.shape != scores.shape:
+        raise ValueError(f"A mask of {allowed.shape} images for a search of {scores.shape}.")
+    return np.where(allowed, scores.astype(np.float64), -np.inf)
+
+
 def top_matches(result: SearchResult, cache: FeatureCache, allowed: np.ndarray, k: int) -> list[Match]:
     """The ``k`` best matches among the images where ``allowed`` (a boolean mask over the cache) holds."""
-    allowed = np.asarray(allowed, dtype=bool)
-    if allowed.shape != result.scores.shape:
-        raise ValueError(f"A mask of {allowed.shape} images for a search of {result.scores.shape}.")
-    scores = np.where(allowed, result.scores.astype(np.float64), -np.inf)
+    scores = _allowed_scores(result.scores, allowed)
     h, w = result.window_shape
     # a multi-size search's windows lie on the grid of each image's level, not the base's
     scaled = isinstance(result, ScaledSearchResult) and result.image_scales is not None and result.level_grids
@@ -55,3 +60,8 @@ def top_matches(result: SearchResult, cache: FeatureCache, allowed: np.ndarray, 
                              window_to_box(top, left, h, w, size, grid), (top, left, h, w), scale))
     return matches
 
+
+
+def top_set_matches(result: RegionSetResult, cache: FeatureCache, allowed: np.ndarray, k: int) -> list[RegionSetMatch]:
+    """A region set's ``k`` best matches among the images where ``allowed`` holds (each with all its boxes)."""
+    return set_matches(cache, result, top_k_indices(_allowed_scores(result.scores, allowed), k))

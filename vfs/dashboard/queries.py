@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vfs.analysis.match_modes import MatchMode
-from vfs.analysis.subset import top_matches
 from vfs.cache.catalog import read_cache
 from vfs.cache.feature_cache import FeatureCache
 from vfs.dashboard.build_cost import BuildCost, cache_bytes
 from vfs.dashboard.query_images import QueryImage
 from vfs.feature_search import FeatureSearch, QueryRegion
-from vfs.similarity.exact import Match, SearchResult
+from vfs.features.geometry import Box, window_to_box
+from vfs.similarity.exact import SearchResult
 from vfs.similarity.region import Region
-from vfs.similarity.region_set import RegionSetResult
-from vfs.similarity.scales import MULTI_SCALES, ScaledSearchResult, scale_level
+from vfs.similarity.region_set import RegionSetMatch, RegionSetResult
+from vfs.similarity.scales import MULTI_SCALES, scale_level
 
 AS_DRAWN, ANY_SIZE = "as drawn", "any size (½–2×)"
 #: The most regions a set (and so a link) holds: each is searched on its own, so each costs a search.
@@ -75,11 +74,6 @@ def missing_levels(search: FeatureSearch, scales: tuple[float, ...], dataset_ima
 def total_cost(levels: list[MissingLevel]) -> BuildCost:
     return BuildCost(max((level.cost.images for level in levels), default=0),
                      sum(level.cost.seconds for level in levels), sum(level.cost.bytes for level in levels))
-
-
-def is_multi_scale(result: object) -> bool:
-    """Whether a result's windows lie on several levels' grids (so not on the base grid)."""
-    return isinstance(result, ScaledSearchResult)
 
 
 def level_grid(scale: float, search: FeatureSearch) -> int:
@@ -153,35 +147,45 @@ def describe_set_search(outcome: SetOutcome, images: int) -> str:
             "regions to look for, minus its largest to a negative")
 
 
+#: What a region set's score-distribution plot names its scores.
+SET_SCORE_NAME = "region-set score (mean best-window cosine, minus the nearest negative's)"
+
+
+@dataclass(frozen=True)
+class MatchPart:
+    """Where one region of a set was found in a match's image, and how alike that window is."""
+
+    region: SetRegion
+    score: float  # the region's best-window cosine in the image
+    box: Box  # that window, in the image's pixels
+    window: tuple[int, int, int, int]  # (top, left, height, width) on the grid
+
+
+def match_parts(outcome: SetOutcome, match: RegionSetMatch, cache: FeatureCache) -> list[MatchPart]:
+    """Every region of the set (negatives too) in ``match``'s image: its best window and score, in the set's order."""
+    size = (int(cache.image_sizes[match.index, 0]), int(cache.image_sizes[match.index, 1]))
+    parts = []
+    for kept, searched in zip(outcome.regions, outcome.result.regions):
+        top, left = (int(v) for v in searched.windows[match.index])
+        height, width = searched.window_shape
+        parts.append(MatchPart(kept, float(searched.scores[match.index]),
+                               window_to_box(top, left, height, width, size, cache.grid), (top, left, height, width)))
+    return parts
+
+
+def explain_set_score(match: RegionSetMatch, negative: list[bool], negative_weight: float) -> str:
+    """``0.412 = mean(0.700, 0.580) − 1 × max(0.228)``: the set's score from the regions' (see region_set)."""
+    positives = [f"{score:.3f}" for score, is_negative in zip(match.region_scores, negative) if not is_negative]
+    negatives = [f"{score:.3f}" for score, is_negative in zip(match.region_scores, negative) if is_negative]
+    text = f"{match.score:.3f} = mean({', '.join(positives)})"
+    return text + (f" − {negative_weight:g} × max({', '.join(negatives)})" if negatives else "")
+
+
 # --- modes -------------------------------------------------------------------------------------
 
 
 def modes_problem(result: SearchResult) -> str | None:
     """Why the modes of this result are not offered, or None."""
-    if is_multi_scale(result):
-        return "Modes compare matched windows on one grid: search with Object size \"as drawn\" to see them."
     if int(np.isfinite(result.scores).sum()) < 3:
         return "Too few images were scored to group them into modes."
     return None
-
-
-def describe_mode(mode: MatchMode, label_name: object) -> str:
-    """``"42 matches · cat 30, dog 12"``: the mode's size and its label mix (``label_name``: label → shown name)."""
-    mix = ", ".join(f"{(label_name(label) or label) if label else 'unlabelled'} {count}"  # type: ignore[operator]
-                    for label, count in list(mode.labels.items())[:4])
-    more = f", {len(mode.labels) - 4} more labels" if len(mode.labels) > 4 else ""
-    return f"{mode.size} matches · {mix}{more}" if mix else f"{mode.size} matches"
-
-
-def mode_rows(mode: MatchMode, images: int) -> np.ndarray:
-    """Boolean mask over the cache's images of the mode's members."""
-    rows = np.zeros(images, dtype=bool)
-    rows[np.asarray(mode.members, dtype=np.int64)] = True
-    return rows
-
-
-def exemplar_matches(mode: MatchMode, result: SearchResult, cache: FeatureCache) -> list[Match]:
-    """The mode's exemplars as matches of ``result``, best score first, with their windows."""
-    exemplars = np.zeros(len(cache), dtype=bool)
-    exemplars[np.asarray(mode.exemplars, dtype=np.int64)] = True
-    return top_matches(result, cache, exemplars, len(mode.exemplars))
