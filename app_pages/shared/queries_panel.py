@@ -14,22 +14,26 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from app_pages.shared import common
-from vfs.analysis.match_modes import MatchMode, match_modes
+from app_pages.shared import common, result_filters
+from vfs.analysis.labels import describe_vote, label_rows
+from vfs.analysis.match_modes import MatchMode, describe_mode, exemplar_matches, mode_rows, search_modes
+from vfs.analysis.subset import top_set_matches
 from vfs.cache.catalog import manifest_token
+from vfs.dashboard.gallery import thumbnail_caption
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import SharedRegion, SharedSearch
+from vfs.dashboard.plots import score_distribution
 from vfs.dashboard.queries import (
     MODE_MATCHES,
+    SET_SCORE_NAME,
     MissingLevel,
     SetOutcome,
     SetRegion,
     add_region,
-    describe_mode,
     describe_set_search,
-    exemplar_matches,
+    explain_set_score,
+    match_parts,
     missing_levels,
-    mode_rows,
     modes_problem,
     remove_region,
     run_region_set,
@@ -40,12 +44,22 @@ from vfs.dashboard.queries import (
 )
 from vfs.dashboard.query_images import QueryImage, link_query
 from vfs.dashboard.safe_text import as_markdown_text
-from vfs.dashboard.searching import ShownSearch
+from vfs.dashboard.searching import ShownSearch, window_heatmap
 from vfs.dashboard.selection import Selection
 from vfs.errors import VfsError
 from vfs.feature_search import FeatureSearch
-from vfs.pictures import boxes_jpegs, jpeg_bytes, match_jpegs, set_region_picture
+from vfs.pictures import (
+    boxes_jpegs,
+    boxes_picture,
+    heatmap_picture,
+    jpeg_bytes,
+    load_preview,
+    match_jpegs,
+    match_picture,
+    set_region_picture,
+)
 from vfs.similarity.region import Region
+from vfs.similarity.region_set import RegionSetMatch
 
 ANY_SIZE_KEY = "any_size"
 REGION_SET_KEY = "region_set"
@@ -53,6 +67,7 @@ MODE_KEY = "mode_filter"  # (search number, mode position) chosen under the gall
 _MODES_KEY = "match_modes"  # (search number, modes) found for the last search
 _SET_SEARCH_KEY = "last_set_search"
 SET_THUMBNAIL_SIDE = 256
+SET_CARD_WIDTH = 180  # as the single region's gallery cards
 
 
 # --- object size --------------------------------------------------------------------------------
@@ -175,7 +190,8 @@ def _set_region_jpeg(current: Selection, kept: SetRegion) -> bytes:
 
 
 def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: bool) -> bool:
-    """When the query set searches as a set, its results (each with every positive region's box); False otherwise."""
+    """When the query set searches as a set, its results (each with every positive region's box), their filters,
+    details and score distribution; False otherwise."""
     regions = region_set()
     if not searches_as_set(regions):
         return False
@@ -192,16 +208,93 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
         return True
     st.caption(as_markdown_text(describe_set_search(outcome, len(search.cache))))
     st.caption("The drawing on the canvas joins the search once added to the query.")
-    matches = outcome.result.matches
+    if not outcome.result.matches:
+        st.info("No image to show (are the query's images the only ones?).")
+        return True
+    matches, thumbnails, filters = _filtered_set(current, search, key, outcome, thumbnails)
     with st.container(key="set_gallery"):
-        columns = st.columns(4)
+        cards = st.container(horizontal=True, wrap=True, gap="medium")
         for rank, match in enumerate(matches, start=1):
-            label = f" · {as_markdown_text(search.label_name(match.label))}" if match.label else ""
-            columns[(rank - 1) % 4].image(
-                thumbnails[rank - 1], width="stretch",
-                caption=f"{rank}. {match.score:.3f}{label} · {as_markdown_text(match.path.rsplit('/', 1)[-1])}")
-        st.caption(f"Top {len(matches)} of {len(search.cache):,} images for the query's {len(regions)} regions")
+            with cards.container(width=SET_CARD_WIDTH, gap="small"):
+                caption = thumbnail_caption(rank, match.score, search.label_name(match.label) if match.label else None,
+                                            match.path)
+                st.image(thumbnails[rank - 1], width="stretch", caption=as_markdown_text(caption))
+                if st.button("Details", key=f"set-details-{rank}",
+                             help="Where each region of the query was found in this image, and how its score adds up"):
+                    show_set_match(current, search, outcome, rank, match)
+        filtered = "".join(f" · {as_markdown_text(named)}" for named in filters)
+        st.caption(f"Top {len(matches)} of {len(search.cache):,} images for the query's {len(regions)} regions"
+                   f"{filtered}")
+    figure = common.remembered("set_score_plot", key, lambda: score_distribution(
+        outcome.result.scores, search.cache.paths, search.named_labels, outcome.result.matches[-1].score,
+        score_name=SET_SCORE_NAME))
+    st.plotly_chart(figure, key="set_score_plot", config={"displaylogo": False})
     return True
+
+
+def _filtered_set(current: Selection, search: FeatureSearch, key: tuple, outcome: SetOutcome,
+                  thumbnails: list[bytes]) -> tuple[list[RegionSetMatch], list[bytes], tuple[str, ...]]:
+    """The label vote and the gallery's filters (labels, a Dataset map cluster) applied to the set's results."""
+    matches = outcome.result.matches
+    cache = search.cache
+    allowed = np.ones(len(cache), dtype=bool)
+    named: list[str] = []
+    subset = result_filters.current_subset(current.root)
+    if subset is not None:
+        allowed &= subset.rows(cache)
+        named.append(f"map: {subset.description}")
+        st.info(f"Filtered to {as_markdown_text(subset.description)} of the Dataset map.", icon=":material/filter_alt:")
+    chosen: list[str] = []
+    if cache.has_labels():
+        vote_column, filter_column = st.columns([3, 2], vertical_alignment="bottom")
+        with filter_column:
+            chosen = result_filters.label_filter(search.named_labels)
+        vote_column.markdown(f"**Labels of the top {len(matches)}{' (before filtering)' if chosen else ''}:** "
+                             f"{as_markdown_text(describe_vote([search.label_name(m.label) for m in matches]))}")
+        if chosen:
+            allowed &= label_rows(search.named_labels, chosen)
+            named.append(("label: " if len(chosen) == 1 else "labels: ") + ", ".join(chosen))
+    if subset is None and not chosen:
+        return matches, thumbnails, ()
+
+    def filtered() -> tuple[list[RegionSetMatch], list[bytes]]:
+        kept = top_set_matches(outcome.result, cache, allowed, len(matches))
+        known = {match.index: thumbnail for match, thumbnail in zip(matches, thumbnails)}
+        missing = [match for match in kept if match.index not in known]
+        known |= dict(zip((m.index for m in missing),
+                          boxes_jpegs([(current.root / m.path, m.boxes) for m in missing], SET_THUMBNAIL_SIDE)))
+        return kept, [known[match.index] for match in kept]
+
+    kept, kept_thumbnails = common.remembered("filtered_set_gallery", (key, subset, tuple(chosen)), filtered)
+    if not kept:
+        st.info("No image of the set's results passes the filters.")
+    return kept, kept_thumbnails, tuple(named)
+
+
+@st.dialog("Match", width="large")
+def show_set_match(current: Selection, search: FeatureSearch, outcome: SetOutcome, rank: int,
+                   match: RegionSetMatch) -> None:
+    """A region set's match: every positive region's window at once, then each region of the set on its own with
+    its best window and the score of every window position (as a single region's Details shows)."""
+    picture, full_size = load_preview(current.root / match.path, 720)
+    st.image(jpeg_bytes(boxes_picture(picture, match.boxes, full_size)), width="stretch",
+             caption="Where each region to look for was found")
+    st.markdown(f"**{rank}. {as_markdown_text(match.path)}** · label "
+                f"{as_markdown_text(search.label_name(match.label) or '—')} · score **{match.score:.4f}**  \n"
+                f"{explain_set_score(match, outcome.result.negative, outcome.result.negative_weight)}: the mean of "
+                "the regions to look for" + (", minus the nearest negative" if any(outcome.result.negative) else ""))
+    for number, part in enumerate(match_parts(outcome, match, search.cache), start=1):
+        sign = "not like this" if part.region.negative else "like this"
+        region_column, found_column, heat_column = st.columns(3)
+        region_column.image(_set_region_jpeg(current, part.region), width="stretch",
+                            caption=f"Region {number}, {sign}: {as_markdown_text(part.region.query.name)}")
+        found_column.image(jpeg_bytes(match_picture(picture, part.box, full_size)), width="stretch",
+                           caption=f"Its best window here: {part.score:.3f}")
+        scores = window_heatmap(search, current.root, part.region.query, part.region.region, match.index)
+        heat_column.image(jpeg_bytes(heatmap_picture(picture, scores, part.window[2:], current.grid, part.box,
+                                                     full_size)), width="stretch",
+                          caption=f"Every window position, from {scores.min():.3f} (dark) to {scores.max():.3f} "
+                                  "(bright)")
 
 
 def _set_search(current: Selection, search: FeatureSearch, regions: tuple[SetRegion, ...], top_k: int,
@@ -255,7 +348,8 @@ def _choose_mode(number: int, position: int | None) -> None:
 
 
 def _find_modes(search: FeatureSearch, shown: ShownSearch) -> None:
-    st.session_state[_MODES_KEY] = (shown.number, match_modes(search.cache, shown.outcome.result, n=MODE_MATCHES))
+    # a multi-size search's windows are read from each match's pyramid level
+    st.session_state[_MODES_KEY] = (shown.number, search_modes(search, shown.outcome.result, n=MODE_MATCHES))
 
 
 def modes_section(current: Selection, search: FeatureSearch, shown: ShownSearch) -> None:

@@ -51,7 +51,8 @@ def last_settings() -> tuple[int, bool]:
     return st.session_state.get(SETTINGS_KEY, (DEFAULT_TOP_K, False))
 
 
-def _label_filter(labels: list[str | None]) -> list[str]:
+def label_filter(labels: list[str | None]) -> list[str]:
+    """The gallery's label filter (kept in the session and the link); the labels chosen."""
     options = sorted({UNLABELLED if label is None else label for label in labels})
     # labels of a previous dataset are dropped rather than shown as choices that do not exist
     st.session_state[LABELS_KEY] = [name for name in st.session_state.get(LABELS_KEY, []) if name in options]
@@ -87,7 +88,7 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
     if cache.has_labels():
         vote_column, filter_column = st.columns([3, 2], vertical_alignment="bottom")
         with filter_column:
-            chosen = _label_filter(search.named_labels)
+            chosen = label_filter(search.named_labels)
         unfiltered = " (before filtering)" if subset is not None or chosen else ""
         vote_column.markdown(f"**Labels of the top {len(matches)}{unfiltered}:** "
                              f"{as_markdown_text(describe_vote([search.label_name(m.label) for m in matches]))}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from tests.support.app_cases import canvas_rect, draw, run_until
 from vfs.dashboard.links import from_params
 
@@ -46,6 +48,13 @@ def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashb
     assert captions and len(captions) == len(matches)
     for caption, match in zip(captions, matches):
         assert ("× size" in caption) == (match.scale != 1.0), caption
+
+    # the modes of a multi-size search: each match's window is read from the level it was found at
+    app.button(key="find_modes").click().run()
+    assert not app.exception, app.exception
+    _, modes = app.session_state["match_modes"]
+    scored = app.session_state["last_search"].outcome.result.scores
+    assert modes and sum(mode.size for mode in modes) == min(200, int(np.isfinite(scored).sum()))
 
 
 def test_two_regions_and_a_negative_search_the_set_and_the_link_reproduces_it(dashboard, private_case):
@@ -108,3 +117,38 @@ def test_choosing_a_mode_filters_the_gallery(dashboard, private_case):
     assert len(gallery_captions(app)) == len(kept) == min(len(modes[0].members), len(unfiltered))
     app.button(key="mode-all-0").click().run()
     assert gallery_captions(app) == unfiltered
+
+
+def test_a_sets_results_have_details_label_filters_and_their_score_plot(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case)
+    for box in (constructed_case.patch_box, (256, 256, 448, 448)):
+        draw(app, canvas_rect(box))
+        app.run()
+        app.button(key="add_region").click().run()
+    assert not app.exception, app.exception
+    outcome, _ = app.session_state["last_set_search"][1]
+    assert len(gallery_captions(app)) == len(outcome.result.matches)
+    assert [chart for chart in app.get("plotly_chart")]  # the set's score distribution
+
+    app.button(key="set-details-1").click().run()
+    assert not app.exception, app.exception
+    captions = [unescaped(caption) for image in app.image for caption in image.captions]
+    assert "Where each region to look for was found" in captions
+    assert sum(caption.startswith("Region ") and ", like this" in caption for caption in captions) == 2
+    assert sum(caption.startswith("Every window position") for caption in captions) == 2
+    first = outcome.result.matches[0]
+    assert any(f"{first.score:.3f} = mean(" in unescaped(markdown.value) for markdown in app.markdown)
+
+    app.multiselect(key="label_filter").set_value(["photos"]).run()
+    assert not app.exception, app.exception
+    kept, _ = app.session_state["filtered_set_gallery"][1]
+    labels = app.session_state["last_set_search"][1][0].result
+    assert kept and all(match.label == "photos" for match in kept)
+    photos = [m for m in labels.matches if m.label == "photos"]
+    assert [m.index for m in kept][:len(photos)] == [m.index for m in photos]  # the same order, more of them
+    assert len(gallery_captions(app)) == len(kept) and app.query_params["labels"] == "photos"
+    for page in ("app_pages/map.py", "app_pages/search.py"):
+        app.switch_page(page).run()
+        assert not app.exception, (page, app.exception)
+    assert app.multiselect(key="label_filter").value == ["photos"] and len(app.session_state["region_set"]) == 2
+    assert len(gallery_captions(app)) == len(kept)

@@ -7,6 +7,7 @@ import pytest
 
 from tests.support.data import write_cache
 from tests.support.oracle import brute_force
+from vfs.analysis.subset import top_set_matches
 from vfs.errors import MaskError
 from vfs.features.geometry import window_to_box
 from vfs.similarity.exact import Query
@@ -81,3 +82,21 @@ def test_excluded_images_and_bad_sets(cache_and_features):
         search_region_set(cache, [])
     with pytest.raises(MaskError):
         combine_scores(np.zeros((1, 3)), [True])
+
+
+def test_a_sets_best_among_a_subset_equal_searching_only_that_subset(cache_and_features, tmp_path):
+    cache, features = cache_and_features
+    rng = np.random.default_rng(9)
+    regions = [RegionQuery(region(rng, slice(1, 3), slice(2, 5))), RegionQuery(region(rng, slice(4, 6), slice(0, 2))),
+               RegionQuery(region(rng, slice(0, 2), slice(0, 3)), negative=True)]
+    result = search_region_set(cache, regions, top_k=IMAGES)
+    allowed = np.zeros(IMAGES, dtype=bool)
+    allowed[::3] = True
+    kept = top_set_matches(result, cache, allowed, 5)
+    alone = search_region_set(write_cache(tmp_path / "subset", features[allowed], sizes=(300, 200)), regions, top_k=5)
+    assert [m.index for m in kept] == [int(np.flatnonzero(allowed)[m.index]) for m in alone.matches]
+    for filtered, searched in zip(kept, alone.matches):
+        assert filtered.boxes == searched.boxes and filtered.score == pytest.approx(searched.score, abs=1e-6)
+        np.testing.assert_allclose(filtered.region_scores, searched.region_scores, atol=1e-6)
+    assert [m.index for m in top_set_matches(result, cache, np.ones(IMAGES, bool), 4)] == \
+           [m.index for m in result.matches[:4]]

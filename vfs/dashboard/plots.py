@@ -57,7 +57,8 @@ def _note_above(figure: go.Figure, x: float, text: str, x_range: tuple[float, fl
 
 def score_distribution(scores: np.ndarray, paths: Sequence[str], labels: Sequence[str | None],
                        cutoff: float | None = None, bins: int = 40,
-                       x_range: tuple[float, float] | None = None) -> go.Figure:
+                       x_range: tuple[float, float] | None = None,
+                       score_name: str = "best window score (cosine)") -> go.Figure:
     """Histogram of every image's best score, stacked by label, with the ``cutoff`` (k-th score) marked.
 
     The cut-off's note sits above the plot and the legend below it, so neither covers bars or each
@@ -98,7 +99,7 @@ def score_distribution(scores: np.ndarray, paths: Sequence[str], labels: Sequenc
     figure.update_layout(
         barmode="stack", height=300 + (60 if legend else 0), hovermode="closest",
         margin={"l": 10, "r": 10, "t": TOP_BAND, "b": 10},
-        xaxis={"title": "best window score (cosine)", **({"range": list(x_range)} if x_range is not None else {})},
+        xaxis={"title": score_name, **({"range": list(x_range)} if x_range is not None else {})},
         yaxis={"title": "images", "range": [0, top]},
         yaxis2={"overlaying": "y", "range": [0, top], "visible": False},
         legend=LEGEND_BELOW, showlegend=legend)

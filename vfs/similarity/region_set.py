@@ -85,13 +85,22 @@ def search_region_set(cache: FeatureCache, regions: Sequence[RegionQuery], top_k
     scores = combine_scores(np.stack([result.scores for result in searched]), negative, negative_weight)
     if exclude:
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    final = RegionSetResult(scores.astype(np.float32), searched, negative, negative_weight, [],
+                            time.perf_counter() - started, searched[0].backend)
+    final.matches = set_matches(cache, final, top_k_indices(scores, top_k))
+    return final
+
+
+def set_matches(cache: FeatureCache, result: RegionSetResult, rows: Sequence[int] | np.ndarray) -> list[RegionSetMatch]:
+    """The matches of images ``rows`` (in that order): each positive region's best window as a box, every
+    region's score."""
     matches = []
-    for i in top_k_indices(scores, top_k):
+    for i in rows:
+        i = int(i)
         size = (int(cache.image_sizes[i, 0]), int(cache.image_sizes[i, 1]))
-        boxes = [window_to_box(int(result.windows[i, 0]), int(result.windows[i, 1]), *result.window_shape,
-                               size, cache.grid)
-                 for result, is_negative in zip(searched, negative) if not is_negative]
-        matches.append(RegionSetMatch(int(i), cache.paths[i], cache.labels[i], float(scores[i]), boxes,
-                                      [float(result.scores[i]) for result in searched]))
-    return RegionSetResult(scores.astype(np.float32), searched, negative, negative_weight, matches,
-                           time.perf_counter() - started, searched[0].backend)
+        boxes = [window_to_box(int(region.windows[i, 0]), int(region.windows[i, 1]), *region.window_shape, size,
+                               cache.grid)
+                 for region, is_negative in zip(result.regions, result.negative) if not is_negative]
+        matches.append(RegionSetMatch(i, cache.paths[i], cache.labels[i], float(result.scores[i]), boxes,
+                                      [float(region.scores[i]) for region in result.regions]))
+    return matches
