@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -79,3 +80,17 @@ def test_a_symlinked_dataset_file_is_found_as_the_query(tmp_path, photo_dir):
     query = sorted((linked / "animals").iterdir())[0]
     result = fs.search(query, box=(0, 0, 100, 100), top_k=4, exclude_query=True)
     assert f"animals/{query.name}" not in [m.path for m in result.matches] and len(result.matches) == 3
+
+
+def test_a_pyramid_level_opens_before_the_model_is_loaded(tmp_path, photo_dir):
+    """A FeatureSearch that read its model's saved card has not loaded the model; its first scale_level loads it
+    (under the lock that loading takes too) instead of waiting for itself."""
+    FeatureSearch(photo_dir, layer="blocks.6", grid=3, cache_dir=tmp_path / "cache").index()  # saves the card
+    fresh = FeatureSearch(photo_dir, layer="blocks.6", grid=3, cache_dir=tmp_path / "cache")
+    assert fresh._model is None
+    opened = []
+    worker = threading.Thread(target=lambda: opened.append(fresh.scale_level(0.5)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "scale_level deadlocked on the model lock"
+    assert opened[0].grid == 6

@@ -113,7 +113,8 @@ class FeatureSearch:
         self._levels: dict[float, FeatureSearch] = {}
         self._named_labels: tuple[FeatureCache, list[str | None]] | None = None  # for the cache they name
         self._lock = threading.Lock()
-        self._model_lock = threading.Lock()
+        # re-entrant: scale_level holds it while loading the model, which takes it too
+        self._model_lock = threading.RLock()
         self._layer_name, self._grid = layer, grid
         self._model: FeatureModel | None = model if isinstance(model, FeatureModel) else None
         self._request = (str(model), weights, device)  # what _load_model loads when no model was given
