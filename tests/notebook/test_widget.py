@@ -11,7 +11,6 @@ from PIL import Image, ImageDraw
 import vfs
 from tests.support.data import package_photo
 from vfs.errors import ImageError, MaskError
-from vfs.feature_search import FeatureSearch
 from vfs.features.geometry import box_to_grid, mask_to_grid
 from vfs.notebook.gallery import gallery
 from vfs.notebook.widget import (
@@ -131,19 +130,6 @@ def test_masks_set_from_python_are_checked(mask, message):
 
 
 # --- the widget over a real cache --------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def indexed(tmp_path_factory, lite0) -> FeatureSearch:
-    root = tmp_path_factory.mktemp("widget") / "photos"
-    for folder, names in {"animals": ["chelsea.png", "astronaut.png"], "things": ["coffee.png", "rocket.jpg"],
-                          "textures": ["brick.png", "grass.png"]}.items():
-        (root / folder).mkdir(parents=True)
-        for name in names:
-            shutil.copy(package_photo(name), root / folder / name)
-    fs = FeatureSearch(root, model=lite0, cache_dir=root.parent / "cache")
-    fs.index()
-    return fs
-
 
 def browser_box(w: SearchWidget, box: tuple[float, float, float, float]) -> dict:
     return {"kind": "box", "box": list(box), "size": [w._view["width"], w._view["height"]], "from": "browser"}

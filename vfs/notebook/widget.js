@@ -1,5 +1,6 @@
-// The browser side of vfs.widget (vfs/jupyter.py): draw a region, show the matches.
+// The browser side of vfs.widget (vfs/notebook/widget.py): draw a region, show the matches.
 // The region travels in the `_region` trait in display pixels; Python decodes and searches.
+// The region set and the modes are Python's: the buttons send messages, the traits say what to show.
 
 const REGION_COLOUR = "rgb(255, 72, 0)";
 
@@ -41,10 +42,19 @@ function render({ model, el }) {
   const queryName = make("div", "vfs-query-name");
   const status = make("div", "vfs-status");
   const error = make("div", "vfs-error");
-  querySide.append(toolbar, stage, queryName, status, error);
+  const setTools = make("div", "vfs-toolbar vfs-set-tools");
+  const addButton = button("+ like this", "vfs-add", "Keep this region in the query and draw another");
+  const negativeButton = button("− not like this", "vfs-add-negative", "Push down results that look like this region");
+  const regionStrip = make("div", "vfs-set");
+  setTools.append(addButton, negativeButton, regionStrip);
+  querySide.append(toolbar, stage, queryName, setTools, status, error);
 
   const results = make("div", "vfs-results");
-  el.append(querySide, results);
+  const modesPanel = make("div", "vfs-modes");
+  const modesButton = button("Modes", "vfs-find-modes", "Group the top matches by what their matched windows look like");
+  const modeList = make("div", "vfs-mode-list");
+  modesPanel.append(modesButton, modeList);
+  el.append(querySide, results, modesPanel);
 
   const context = canvas.getContext("2d");
   let tool = "brush";
@@ -143,6 +153,12 @@ function render({ model, el }) {
     context.clearRect(0, 0, canvas.width, canvas.height);
     if (model.get("_region").kind) sendRegion({});
   });
+  addButton.addEventListener("click", () => model.send({ type: "add-region", negative: false }));
+  negativeButton.addEventListener("click", () => model.send({ type: "add-region", negative: true }));
+  modesButton.addEventListener("click", () => {
+    status.textContent = "Finding the modes…";
+    model.send({ type: "find-modes" });
+  });
   sizeInput.addEventListener("input", () => {
     model.set("brush_size", Number(sizeInput.value));
     model.save_changes();
@@ -210,6 +226,35 @@ function render({ model, el }) {
     }
   }
 
+  function showRegions() {
+    regionStrip.replaceChildren();
+    model.get("_regions").forEach((region, position) => {
+      const item = make("figure", region.negative ? "vfs-set-region vfs-negative" : "vfs-set-region",
+                        { title: `${region.negative ? "not like this" : "like this"}: ${region.name}` });
+      const remove = button("×", "vfs-remove", "Remove this region from the query");
+      remove.addEventListener("click", () => model.send({ type: "remove-region", position }));
+      item.append(make("img", "", { src: region.thumb, alt: region.name }), remove);
+      regionStrip.append(item);
+    });
+  }
+
+  function showModes() {
+    modeList.replaceChildren();
+    const chosen = model.get("_mode");
+    model.get("_modes").forEach((mode, position) => {
+      const row = make("div", position === chosen ? "vfs-mode vfs-active" : "vfs-mode",
+                       { title: position === chosen ? "click: show all matches" : "click: show only this mode" });
+      const text = make("div", "vfs-mode-text");
+      text.textContent = `Mode ${position + 1} · ${mode.text}`;
+      row.append(text, ...mode.thumbs.map((src) => make("img", "", { src, alt: "" })));
+      row.addEventListener("click", () => {
+        model.set("_mode", position === chosen ? -1 : position);
+        model.save_changes();
+      });
+      modeList.append(row);
+    });
+  }
+
   function showStatus() {
     el.classList.remove("vfs-busy");
     status.textContent = model.get("_status");
@@ -236,6 +281,9 @@ function render({ model, el }) {
     ["change:brush_size", showOptions],
     ["change:top_k", showOptions],
     ["change:exclude_query", showOptions],
+    ["change:_regions", showRegions],
+    ["change:_modes", showModes],
+    ["change:_mode", showModes],
     ["msg:custom", onMessage],
   ];
   for (const [name, listener] of listeners) model.on(name, listener);
@@ -243,6 +291,8 @@ function render({ model, el }) {
   showView();
   showOptions();
   showMatches();
+  showRegions();
+  showModes();
   showStatus();
   // a widget shown again (a second view) starts from the current region
   const initialRegion = model.get("_region");

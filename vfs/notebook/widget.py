@@ -5,6 +5,13 @@ matches. It searches with :class:`vfs.feature_search.FeatureSearch`, so it share
 caches of the CLI and the dashboard. Python reads and sets the state: ``w.query``, ``w.mask``,
 ``w.box``, ``w.results`` and ``w.search_result``.
 
+Beyond one region (docs/queries.md): ``w.add_region()`` keeps the drawn region in the query's region set
+(``negative=True``: results should not resemble it), ``w.regions`` lists the set and ``w.remove_region(i)``
+drops one; while the set holds a region the gallery shows the set's results, each with every positive
+region's window outlined. ``w.modes()`` groups the top matches of a single-region search into modes
+(shown under the gallery) and ``w.mode = i`` shows only mode ``i``'s matches. The browser's buttons do
+the same through messages.
+
 The browser draws on a canvas the size of the query preview (``display`` pixels) and sends the
 region through the ``_region`` trait as one of
 
@@ -34,18 +41,30 @@ import numpy as np
 import traitlets
 from PIL import Image
 
+from vfs.analysis.match_modes import (
+    DEFAULT_MATCHES,
+    MatchMode,
+    describe_mode,
+    exemplar_matches,
+    mode_rows,
+    search_modes,
+)
+from vfs.analysis.subset import top_matches
 from vfs.errors import ImageError, MaskError, VfsError
-from vfs.feature_search import FeatureSearch
+from vfs.feature_search import FeatureSearch, QueryRegion
 from vfs.features.geometry import Box
 from vfs.features.label_names import LabelNames
 from vfs.notebook.gallery import NO_NAMES, THUMB_SIDE, jpeg_data_url, match_caption, match_thumbnail
-from vfs.pictures import MATCH_COLOUR, load_preview
+from vfs.pictures import MATCH_COLOUR, boxes_picture, fit_within, load_preview, set_region_picture
 from vfs.similarity.exact import Match, SearchResult
+from vfs.similarity.region_set import RegionSetMatch, RegionSetResult
 
 #: Long side of the query picture the user draws on, in display pixels.
 PREVIEW_SIDE = 448
 #: A data URL larger than this is refused before decoding (a drawn mask is a few kilobytes).
 MAX_DATA_URL = 8_000_000
+#: Long side of a region set's region pictures and of a mode's exemplars.
+SMALL_SIDE = 96
 
 
 def decode_data_url(url: str, mime: str = "image/png") -> bytes:
@@ -196,6 +215,31 @@ def match_payload(matches: list[Match], root: str | Path, side: int = THUMB_SIDE
             for rank, match in enumerate(matches, start=1)]
 
 
+def set_match_payload(matches: list[RegionSetMatch], root: str | Path, side: int = THUMB_SIDE,
+                      label_names: LabelNames = NO_NAMES) -> list[dict[str, Any]]:
+    """What the browser shows of a region set's match: every positive region's window outlined, and its caption."""
+    payload = []
+    for rank, match in enumerate(matches, start=1):
+        image, full_size = load_preview(Path(root) / match.path, side)
+        label = f" · {label_names.name(match.label)}" if match.label else ""
+        payload.append({"rank": rank, "path": match.path, "label": match.label, "score": round(match.score, 4),
+                        "boxes": [[round(v, 1) for v in box] for box in match.boxes],
+                        "caption": f"#{rank} {match.score:.3f}{label}",
+                        "thumb": jpeg_data_url(boxes_picture(image, match.boxes, full_size))})
+    return payload
+
+
+def region_picture_of(region: QueryRegion, feature_search: FeatureSearch, side: int = SMALL_SIDE) -> Image.Image:
+    """A region of the set as a small picture: its grid cells tinted, a negative one framed and crossed."""
+    if isinstance(region.image, (str, Path)):
+        picture, size = load_preview(region.image, side)
+    else:
+        opened = Image.open(io.BytesIO(region.image)) if isinstance(region.image, bytes) else region.image
+        size, picture = opened.size, fit_within(opened.convert("RGB"), side)
+    weights = feature_search.grid_mask(size, mask=region.mask, box=region.box)
+    return set_region_picture(picture, weights, region.negative)
+
+
 class SearchWidget(anywidget.AnyWidget):
     """Draw a region on the query image; see the top-k matches. Create it with :func:`widget`."""
 
@@ -205,6 +249,9 @@ class SearchWidget(anywidget.AnyWidget):
     _view = traitlets.Dict().tag(sync=True)  # the query picture: src, width, height, name
     _region = traitlets.Dict().tag(sync=True)
     _matches = traitlets.List().tag(sync=True)
+    _regions = traitlets.List().tag(sync=True)  # the region set: thumb, negative, name
+    _modes = traitlets.List().tag(sync=True)  # the modes found: text, exemplar thumbs
+    _mode = traitlets.Int(-1).tag(sync=True)  # the mode the gallery shows, -1 for all
     _status = traitlets.Unicode("").tag(sync=True)
     _error = traitlets.Unicode("").tag(sync=True)
     top_k = traitlets.Int(8).tag(sync=True)
@@ -218,7 +265,10 @@ class SearchWidget(anywidget.AnyWidget):
         self._query: Path | None = None
         self._query_size: tuple[int, int] = (0, 0)
         self._drawn: DrawnRegion | None = None
-        self._result: SearchResult | None = None
+        self._result: SearchResult | RegionSetResult | None = None
+        self._set: list[QueryRegion] = []
+        self._found: list[MatchMode] = []
+        self._shown: list[Match] | list[RegionSetMatch] = []
         super().__init__(top_k=top_k, exclude_query=exclude_query, **kwargs)
         self.on_msg(self._handle_message)
         if query is None and len(feature_search.cache):
@@ -245,13 +295,14 @@ class SearchWidget(anywidget.AnyWidget):
         if preview.size != shown:
             preview = preview.resize(shown, Image.Resampling.LANCZOS)
         self._query, self._query_size = path, size
-        self._drawn, self._result = None, None
+        self._drawn = None
         self._view = {"src": jpeg_data_url(preview, 90), "width": shown[0], "height": shown[1],
                       "name": self._query_name(path), "size": list(size)}
         self._region = {}
-        self._matches = []
-        self._error = ""
-        self._status = self._ready_text()
+        if self._set:  # the set's results stay while the next region is drawn on another image
+            self._status = self._set_status()
+        else:
+            self._search()
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -282,14 +333,81 @@ class SearchWidget(anywidget.AnyWidget):
         self._search()
 
     @property
-    def results(self) -> list[Match]:
-        """The matches shown, best first."""
-        return [] if self._result is None else list(self._result.matches)
+    def results(self) -> list[Match] | list[RegionSetMatch]:
+        """The matches shown, best first (a region set's: :class:`RegionSetMatch`, with every positive's box);
+        only the chosen mode's when :attr:`mode` is set."""
+        return list(self._shown)
 
     @property
-    def search_result(self) -> SearchResult | None:
+    def search_result(self) -> SearchResult | RegionSetResult | None:
         """The whole last search, with every image's score (``.scores``)."""
         return self._result
+
+    # --- the region set: several regions, some negative ---------------------------------------
+
+    @property
+    def regions(self) -> list[QueryRegion]:
+        """The query's region set, in order; while it holds a region the gallery shows the set's results."""
+        return list(self._set)
+
+    def add_region(self, region: QueryRegion | None = None, *, negative: bool = False) -> None:
+        """Add ``region`` to the set, or the region drawn on the query (``negative``: results should not look like
+        it); the canvas is cleared for the next region."""
+        if region is None:
+            if self._drawn is None or self._query is None:
+                raise VfsError("Draw a region (or set w.box or w.mask) before adding it to the query.")
+            region = QueryRegion(self._query, negative=negative, **self._drawn.search_arguments())
+            self._drawn = None
+            self._region = {}
+        picture = region_picture_of(region, self.feature_search)  # raises for a region that cannot be shown
+        name = self._query_name(Path(region.image)) if isinstance(region.image, (str, Path)) else "an image"
+        self._set.append(region)
+        self._regions = [*self._regions, {"thumb": jpeg_data_url(picture), "negative": region.negative,
+                                          "name": name}]
+        self._search()
+
+    def remove_region(self, position: int) -> None:
+        """Drop region ``position`` (from 0) of the set."""
+        if not 0 <= position < len(self._set):
+            raise IndexError(f"The query's region set has {len(self._set)} regions, not a region {position}.")
+        del self._set[position]
+        self._regions = [shown for i, shown in enumerate(self._regions) if i != position]
+        self._search()
+
+    def clear_regions(self) -> None:
+        self._set.clear()
+        self._regions = []
+        self._search()
+
+    # --- modes: the top matches grouped by what their windows look like ------------------------
+
+    def modes(self, n: int = DEFAULT_MATCHES) -> list[MatchMode]:
+        """Group the top ``n`` matches of the last single-region search (at one size or several) into modes,
+        largest first, and show each one's size, label mix and exemplars under the gallery."""
+        if not isinstance(self._result, SearchResult):
+            raise VfsError("Modes group the matches of one region's search: draw a region (with an empty region "
+                           "set) first.")
+        if int(np.isfinite(self._result.scores).sum()) < 3:
+            raise VfsError("Too few images were scored to group them into modes.")
+        self._found = search_modes(self.feature_search, self._result, n=n)
+        fs = self.feature_search
+        self._modes = [{"text": describe_mode(mode, fs.label_name),
+                        "thumbs": [jpeg_data_url(match_thumbnail(fs.data, match, SMALL_SIDE))
+                                   for match in exemplar_matches(mode, self._result, fs.cache)]}
+                       for mode in self._found]
+        self._mode = -1
+        return list(self._found)
+
+    @property
+    def mode(self) -> int | None:
+        """The mode (from 0, of the last :meth:`modes`) whose matches the gallery shows; None for all."""
+        return None if self._mode < 0 else self._mode
+
+    @mode.setter
+    def mode(self, position: int | None) -> None:
+        if position is not None and not 0 <= position < len(self._found):
+            raise IndexError(f"There are {len(self._found)} modes (call w.modes() first), not a mode {position}.")
+        self._mode = -1 if position is None else position
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -322,18 +440,54 @@ class SearchWidget(anywidget.AnyWidget):
             self._drawn = None
             self._fail(exc)
         else:
-            self._search()
+            if self._set:  # the set's results stay; the drawing joins them once added
+                self._status = self._set_status()
+            else:
+                self._search()
         self.send({"type": "searched"})  # the browser shows "Searching…" until this arrives
 
     @traitlets.observe("top_k", "exclude_query")
     def _options_changed(self, change: dict[str, Any]) -> None:
-        if self._drawn is not None:
+        if self._drawn is not None or self._set:
             self._search()
 
+    @traitlets.observe("_mode")
+    def _mode_chosen(self, change: dict[str, Any]) -> None:
+        if not isinstance(self._result, SearchResult) or not self._found or change["new"] >= len(self._found):
+            return  # no modes (a new search forgets them)
+        if change["new"] < 0:
+            shown = list(self._result.matches)
+        else:
+            rows = mode_rows(self._found[change["new"]], len(self._result.scores))
+            shown = top_matches(self._result, self.feature_search.cache, rows, max(1, self.top_k))
+        self._show(shown, match_payload(shown, self.feature_search.data, label_names=self.feature_search.label_names))
+
+    def _show(self, shown: list[Match] | list[RegionSetMatch], payload: list[dict[str, Any]]) -> None:
+        self._shown = shown
+        self._matches = payload
+
+    def _set_status(self) -> str:
+        positives = sum(not r.negative for r in self._set)
+        negatives = len(self._set) - positives
+        text = f"{positives} region{'s' * (positives != 1)} to look for"
+        text += f", {negatives} not to" if negatives else ""
+        if self._scales != (1.0,):
+            text += " · a region set is searched at the size drawn"
+        return text + (" · add the drawing to search with it" if self._drawn is not None else "")
+
+    def _forget_modes(self) -> None:
+        self._found = []
+        self._modes = []
+        self._mode = -1
+
     def _search(self) -> None:
+        self._forget_modes()
+        if self._set:
+            self._search_set()
+            return
         if self._drawn is None or self._query is None:
             self._result = None
-            self._matches = []
+            self._show([], [])
             self._error = ""
             self._status = self._ready_text() if self._query is not None else ""
             return
@@ -348,25 +502,50 @@ class SearchWidget(anywidget.AnyWidget):
             self._fail(exc)
             return
         self._result = result
-        self._matches = payload
+        self._show(list(result.matches), payload)
         self._error = ""
         region = "box" if self._drawn.box is not None else "mask"
         self._status = (f"top {len(result.matches)} of {len(result.scores):,} images · {region} region · "
                         f"{result.seconds * 1000:.0f} ms")
 
+    def _search_set(self) -> None:
+        if all(region.negative for region in self._set):
+            self._fail(VfsError("The query holds only negative regions: add a region to look for."))
+            return
+        fs = self.feature_search
+        try:
+            result = fs.search_regions(self._set, top_k=max(1, self.top_k), exclude_query=self.exclude_query)
+            payload = set_match_payload(result.matches, fs.data, label_names=fs.label_names)
+        except (VfsError, ValueError, OSError) as exc:
+            self._fail(exc)
+            return
+        self._result = result
+        self._show(list(result.matches), payload)
+        self._error = ""
+        self._status = (f"top {len(result.matches)} of {len(result.scores):,} images · {self._set_status()} · "
+                        f"{result.seconds * 1000:.0f} ms")
+
     def _fail(self, error: Exception) -> None:
         self._result = None
-        self._matches = []
+        self._show([], [])
         self._error = str(error)
 
     def _handle_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
-        if content.get("type") == "use-as-query":
-            rank = int(content.get("rank", 0))
-            if 1 <= rank <= len(self.results):
-                try:
+        kind = content.get("type")
+        try:
+            if kind == "use-as-query":
+                rank = int(content.get("rank", 0))
+                if 1 <= rank <= len(self.results):
                     self.query = self.feature_search.data / self.results[rank - 1].path
-                except OSError as exc:  # the file changed since it was indexed
-                    self._fail(exc)
+            elif kind == "add-region":
+                self.add_region(negative=bool(content.get("negative")))
+            elif kind == "remove-region":
+                self.remove_region(int(content.get("position", -1)))
+            elif kind == "find-modes":
+                self.modes()
+        except (VfsError, OSError, IndexError) as exc:  # OSError: the file changed since it was indexed
+            self._error = str(exc)
+        self.send({"type": "searched"})  # the browser shows what Python made of the click
 
 
 def widget(data: str | Path | FeatureSearch, query: str | Path | None = None, *, top_k: int = 8,
