@@ -225,7 +225,7 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
         filtered = "".join(f" · {as_markdown_text(named)}" for named in filters)
         st.caption(f"Top {len(matches)} of {len(search.cache):,} images for the query's {len(regions)} regions"
                    f"{filtered}")
-    figure = common.remembered("set_score_plot", key, lambda: score_distribution(
+    figure = common.remembered("set_score_figure", key, lambda: score_distribution(
         outcome.result.scores, search.cache.paths, search.named_labels, outcome.result.matches[-1].score,
         score_name=SET_SCORE_NAME))
     st.plotly_chart(figure, key="set_score_plot", config={"displaylogo": False})
@@ -243,7 +243,11 @@ def _filtered_set(current: Selection, search: FeatureSearch, key: tuple, outcome
     if subset is not None:
         allowed &= subset.rows(cache)
         named.append(f"map: {subset.description}")
-        st.info(f"Filtered to {as_markdown_text(subset.description)} of the Dataset map.", icon=":material/filter_alt:")
+        note, clear = st.columns([3, 1], vertical_alignment="center")
+        note.info(f"Filtered to {as_markdown_text(subset.description)} of the Dataset map.",
+                  icon=":material/filter_alt:")
+        clear.button("Clear filter", key="clear_set_subset", icon=":material/filter_alt_off:",
+                     on_click=result_filters.choose_subset, args=(None,))
     chosen: list[str] = []
     if cache.has_labels():
         vote_column, filter_column = st.columns([3, 2], vertical_alignment="bottom")

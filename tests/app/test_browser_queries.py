@@ -1,5 +1,6 @@
 """A region set drawn with the mouse in a real headless chromium: two strokes, each added to the query,
-then the set's results. Screenshots at 1000 and 1400 px wide go to test-artifacts/."""
+then the set's results, their score distribution and a result's Details dialog. Screenshots at 1000 and
+1400 px wide go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -57,3 +58,11 @@ def test_two_strokes_added_to_the_query_search_as_a_set(constructed_case, browse
         assert not any(caption.endswith("query.png") for caption in captions)
         page.screenshot(path=str(ARTIFACTS / f"browser-region-set-{width}.png"), full_page=True)
         assert "r=" in page.url and page.url.count("r=p") == 2
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)  # the set's score distribution
+
+        page.locator(".st-key-set-details-1 button").first.click()  # the set match's dialog
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Where each region to look for was found").first.wait_for(timeout=60_000)
+        dialog.get_by_text("Region 2, like this").first.wait_for(timeout=60_000)
+        assert dialog.get_by_text("Every window position").count() == 2 and "= mean(" in dialog.inner_text()
+        page.screenshot(path=str(ARTIFACTS / f"browser-region-set-details-{width}.png"), full_page=True)

@@ -1,4 +1,5 @@
-"""vfs.widget in a real JupyterLab page: draw with the mouse, see results, read them from Python.
+"""vfs.widget in a real JupyterLab page: draw with the mouse, see results, read them from Python; find the
+matches' modes and build a region set with the widget's buttons.
 
 Starts JupyterLab on a free localhost port with a token, opens a notebook in headless Debian
 chromium, runs its cells from the keyboard and draws on the widget's canvas with the mouse.
@@ -26,7 +27,8 @@ from tests.support.data import package_photo
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+REPOSITORY = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPOSITORY / "test-artifacts"
 START_TIMEOUT_S = 90
 WAIT_MS = 120_000
 CELL_START_MS = 20_000
@@ -71,7 +73,9 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
     port, token = free_port(), os.urandom(16).hex()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_PLATFORM_DIRS": "1"}
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_PLATFORM_DIRS": "1",
+           # the kernel imports this checkout's vfs, not whichever one the environment has installed
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
     log = open(tmp_path / "jupyterlab.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
@@ -196,10 +200,36 @@ def test_draw_in_jupyterlab_and_read_the_region_from_python(jupyterlab):
                 return alpha(0.75, 0.75) === 255 && alpha(0.3, 0.3) === 0;
             }""")
 
+            # the modes of the box's matches, shown under the gallery; choosing one marks it
+            page.locator(".vfs-widget button.vfs-find-modes").click()
+            modes = page.locator(".vfs-widget .vfs-mode")
+            expect(modes.first).to_be_visible(timeout=WAIT_MS)
+            modes.first.click()
+            expect(page.locator(".vfs-widget .vfs-mode.vfs-active")).to_have_count(1, timeout=WAIT_MS)
+
             # a query set from code replaces the picture and clears region and results
             run_cell(page, 4)
             expect(page.locator(".vfs-widget .vfs-query-name")).to_have_text("things/coffee.png", timeout=WAIT_MS)
             expect(matches).to_have_count(0, timeout=WAIT_MS)
+            expect(modes).to_have_count(0, timeout=WAIT_MS)
+
+            # a region set: one box to look for, one not to, then the negative removed again
+            regions = page.locator(".vfs-widget .vfs-set-region")
+            canvas.scroll_into_view_if_needed()  # running the cell scrolled the notebook down
+            drag(page, canvas, (0.2, 0.2), (0.6, 0.7))
+            expect(matches).to_have_count(TOP_K, timeout=WAIT_MS)
+            page.locator(".vfs-widget button.vfs-add").click()
+            expect(regions).to_have_count(1, timeout=WAIT_MS)
+            drag(page, canvas, (0.7, 0.1), (0.95, 0.4))
+            page.locator(".vfs-widget button.vfs-add-negative").click()
+            expect(regions).to_have_count(2, timeout=WAIT_MS)
+            expect(page.locator(".vfs-widget .vfs-negative")).to_have_count(1, timeout=WAIT_MS)
+            expect(page.locator(".vfs-widget .vfs-status")).to_contain_text("1 region to look for, 1 not to",
+                                                                            timeout=WAIT_MS)
+            expect(matches).to_have_count(TOP_K, timeout=WAIT_MS)
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab-widget-region-set.png"))
+            regions.nth(1).locator("button.vfs-remove").click()
+            expect(regions).to_have_count(1, timeout=WAIT_MS)
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-failure.png"))
