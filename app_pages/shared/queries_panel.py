@@ -281,12 +281,14 @@ def show_set_match(current: Selection, search: FeatureSearch, outcome: SetOutcom
     """A region set's match: every positive region's window at once, then each region of the set on its own with
     its best window and the score of every window position (as a single region's Details shows)."""
     picture, full_size = load_preview(current.root / match.path, 720)
-    st.image(jpeg_bytes(boxes_picture(picture, match.boxes, full_size)), width="stretch",
-             caption="Where each region to look for was found")
-    st.markdown(f"**{rank}. {as_markdown_text(match.path)}** · label "
-                f"{as_markdown_text(search.label_name(match.label) or '—')} · score **{match.score:.4f}**  \n"
-                f"{explain_set_score(match, outcome.result.negative, outcome.result.negative_weight)}: the mean of "
-                "the regions to look for" + (", minus the nearest negative" if any(outcome.result.negative) else ""))
+    overview, summary = st.columns(2, vertical_alignment="center")
+    overview.image(jpeg_bytes(boxes_picture(picture, match.boxes, full_size)), width="stretch",
+                   caption="Where each region to look for was found")
+    summary.markdown(f"**{rank}. {as_markdown_text(match.path)}** · label "
+                     f"{as_markdown_text(search.label_name(match.label) or '—')} · score **{match.score:.4f}**  \n"
+                     f"{explain_set_score(match, outcome.result.negative, outcome.result.negative_weight)}: the mean "
+                     "of the regions to look for"
+                     + (", minus the nearest negative" if any(outcome.result.negative) else ""))
     for number, part in enumerate(match_parts(outcome, match, search.cache), start=1):
         sign = "not like this" if part.region.negative else "like this"
         region_column, found_column, heat_column = st.columns(3)

@@ -65,4 +65,8 @@ def test_two_strokes_added_to_the_query_search_as_a_set(constructed_case, browse
         dialog.get_by_text("Where each region to look for was found").first.wait_for(timeout=60_000)
         dialog.get_by_text("Region 2, like this").first.wait_for(timeout=60_000)
         assert dialog.get_by_text("Every window position").count() == 2 and "= mean(" in dialog.inner_text()
+        page.wait_for_function("""() => {
+            const images = Array.from(document.querySelectorAll("[role='dialog'] img"));
+            return images.length == 7 && images.every((image) => image.complete && image.naturalWidth > 0);
+        }""", timeout=60_000)  # all the windows, then each region, its best window and its heatmap
         page.screenshot(path=str(ARTIFACTS / f"browser-region-set-details-{width}.png"), full_page=True)
