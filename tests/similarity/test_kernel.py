@@ -67,10 +67,12 @@ def _norms(features: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("mode", ["cells", "shift"])
-@pytest.mark.parametrize("grid,channels", [(7, 32), (14, 40), (4, 3)])
-def test_both_correlations_forced_give_every_window(isa, mode, grid, channels):
-    """Every window's score, with the kernel's correlation forced, against float64."""
+@pytest.mark.parametrize("mode", ["cells", "shift", "lanes"])
+@pytest.mark.parametrize("grid,channels", [(7, 32), (14, 40), (4, 3), (9, 21), (7, 320), (14, 112)])
+def test_every_correlation_forced_gives_every_window(isa, mode, grid, channels):
+    """Every window's score, with the kernel's correlation forced, against float64: channel counts
+    that are and are not multiples of 16 (lanes: a partly filled last block), grids whose cells are
+    not a multiple of the vector width (lanes: cells transposed one by one), every window to the borders."""
     features = features_for(5, channels, grid, seed=7)
     norms = _norms(features)
     rng = np.random.default_rng(2)
@@ -78,7 +80,8 @@ def test_both_correlations_forced_give_every_window(isa, mode, grid, channels):
     for name, grid_mask in masks(grid, rng).items():
         query = Query(features[0].astype(np.float32), grid_mask)
         h, w = query.window_shape
-        if (h, w) == (grid, grid) or not _native.NativePlan.fits(mode, grid, h, w, int((query.weights > 0).sum())):
+        if (h, w) == (grid, grid) or not _native.NativePlan.fits(mode, grid, h, w, int((query.weights > 0).sum()),
+                                                                  channels):
             continue
         plan = _native.NativePlan(query.kernel, query.weights, grid, mode=mode, isa=isa)
         out = np.empty((len(features), grid - h + 1, grid - w + 1), np.float32)
