@@ -4,7 +4,7 @@ The PyTorch path converts every chunk of float16 features into a float32 buffer 
 matmul over it: two passes over the data and a GEMM over every grid cell. This kernel reads
 every feature once and keeps the correlation in registers. With K active mask cells at window
 offsets ``o_k = i·G + j``, the numerator of the window at flattened position ``q = y·G + x`` is
-``Σ_k T[k, q + o_k]`` with ``T[k, p] = Σ_c K[c, k] · F[c, p]``; three correlations compute it:
+``Σ_k T[k, q + o_k]`` with ``T[k, p] = Σ_c K[c, k] · F[c, p]``; four correlations compute it:
 
 * ``cells``: T as a register-blocked GEMM (N row vectors × M active cells per block, sized to the
   ISA's registers) whose float16 rows are loaded and converted in registers ("direct"; a short
@@ -14,6 +14,12 @@ offsets ``o_k = i·G + j``, the numerator of the window at flattened position ``
 * ``shift``: ``num[q] += K[c, k] · F[c, q + o_k]`` directly, vectors over q with unaligned loads
   (positions with ``x ≥ W'`` wrap around and are ignored). Best when few windows remain and many
   cells are active (a 6×6 box on a 7×7 grid).
+* ``lanes``: channels in lanes. Each block of 16 channels (AVX-512; 8 with AVX2, 4 with NEON) is
+  transposed into a cell-major float32 scratch in L1 (vector shuffles); every window keeps a vector of partial
+  sums in registers while each active cell's query vector meets the window's cell: one aligned load
+  and one FMA per vector of channels, only the windows' cells, every lane used; the lanes are summed
+  once per window. The fewest multiply-adds for any mask: best for brush strokes and, with 16
+  registers (AVX2), for 3×3; the next image is prefetched a few lines per step of the arithmetic.
 * ``dense``: the box is the whole grid, one window: a flat dot product of the image with the kernel.
 
 The window norms come from the cached per-cell squared norms the same way, the cosines are
@@ -271,14 +277,16 @@ class _Kernel:
 
 
 class NativePlan:
-    """A query laid out for :meth:`_Kernel.scan`, with the cheaper of the kernel's two correlations.
+    """A query laid out for :meth:`_Kernel.scan`, with the cheapest of the kernel's correlations.
 
     ``dense`` (the box is the whole grid: one window): a flat dot product of each image with the
     kernel. ``cells``: a register-blocked GEMM of the K active cells' kernels against every grid
     cell, then a shift-and-add of K rows into the windows; for grids up to 8×8 the float16 rows
     are converted in registers ("direct"), for larger ones through an L1 scratch. Best for
     small masks (one cell, 3×3, strokes). ``shift``: correlation directly on the flattened grid
-    with unaligned loads; best when few windows remain and many cells are active.
+    with unaligned loads; best when few windows remain and many cells are active. ``lanes``:
+    channels in vector lanes after a transposition, one FMA per (window, active cell, vector of
+    channels); best for strokes (and 3×3 where the ISA has 16 registers).
     """
 
     SCRATCH, MAXT, MAXL, MAXX, MAXQ = 6144, 16384, 1024, 65536, 65536  # the C source's limits
