@@ -106,8 +106,9 @@ def bench_layer(cache: FeatureCache, isas: list[str], repeats: int, threads: int
 def markdown(report: dict) -> str:
     out = [f"- machine: {machine_line(report['machine'])}", f"- command: `{report['command']}`", ""]
     for layer, res in report["layers"].items():
-        out += [f"**{layer}** ({res['images']} images × {res['channels']}×{res['grid']}×{res['grid']}; all-cores "
-                f"memory stream {res['memory_ms']} ms wall, {res['memory_cpu_ms_per_core']} CPU ms per core)", "",
+        title = (f"**{layer}** ({res['images']} images × {res['channels']}×{res['grid']}×{res['grid']}; all-cores "
+                 f"memory stream {res['memory_ms']} ms wall, {res['memory_cpu_ms_per_core']} CPU ms per core)")
+        out += [title, "",
                 "| case | ISA | correlation | ms | ÷ memory | CPU ms/core | CPU ÷ memory | L2-resident ÷ memory (wall / CPU) |",
                 "|---|---|---|---|---|---|---|---|"]
         for r in res["rows"]:

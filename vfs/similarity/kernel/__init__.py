@@ -330,9 +330,8 @@ class NativePlan:
             return False
         if mode == "cells":
             return active * padded <= cls.MAXT and padded + 16 * nv + 16 <= cls.SCRATCH
-        if mode == "lanes":
-            if 16 * gg > cls.MAXX or -(-channels // 16) * 16 * active > cls.MAXQ:
-                return False
+        if mode == "lanes" and (16 * gg > cls.MAXX or -(-channels // 16) * 16 * active > cls.MAXQ):
+            return False
         return gg + 16 * nv + 16 <= cls.SCRATCH
 
     @classmethod
