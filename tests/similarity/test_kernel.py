@@ -100,6 +100,22 @@ def test_every_correlation_forced_gives_every_window(isa, mode, grid, channels):
         np.testing.assert_array_equal(best, out.reshape(len(features), -1).max(axis=1))
 
 
+@pytest.mark.parametrize("isa", _native.ISAS)
+def test_the_plan_takes_lanes_for_a_brush_stroke_and_keeps_cells_for_one_cell(isa):
+    """A stroke in an 8×8 box at 14×14 (22 cells, 49 windows) has the fewest multiply-adds with
+    channels in lanes on every ISA; one cell at 7×7 keeps the register-only cells kernel or shift."""
+    stroke = np.zeros((14, 14), np.float32)
+    for i in range(8):
+        stroke[3 + i, 3 + max(0, i - 1):3 + min(8, i + 2)] = 0.5
+    query = Query(np.ones((112, 14, 14), np.float32), stroke)
+    assert query.window_shape == (8, 8) and int((query.weights > 0).sum()) == 22
+    assert _native.NativePlan(query.kernel, query.weights, 14, isa=isa).mode == "lanes"
+    one = np.zeros((7, 7), np.float32)
+    one[3, 3] = 1
+    query = Query(np.ones((320, 7, 7), np.float32), one)
+    assert _native.NativePlan(query.kernel, query.weights, 7, isa=isa).mode in ("cells", "shift")
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_scores_do_not_depend_on_shards_or_threads(tmp_path, isa):
     features = features_for(300, 16, 7, seed=3)
