@@ -20,7 +20,8 @@ import time
 import numpy as np
 
 from vfs.cache.feature_cache import cell_norms2
-from vfs.similarity.exact import Query, TorchBackend, _native
+from vfs.similarity import kernel as _native
+from vfs.similarity.exact import Query, TorchBackend
 
 
 def oracle(features: np.ndarray, query: Query) -> np.ndarray:
@@ -46,7 +47,7 @@ def fused_scores(features: np.ndarray, norms: np.ndarray, query: Query, mode: st
     """Every window's score from the fused kernel with its correlation forced to ``mode``."""
     g = features.shape[-1]
     h, w = query.window_shape
-    plan = _native.NativePlan(query.kernel, query.weights, g, mode=mode)
+    plan = _native.NativePlan(query.kernel, query.weights, g, mode=mode, isa=_native.load().isa)
     n = len(features)
     out = np.empty((n, g - h + 1, g - w + 1), np.float32)
     _native.load().scan([(features, norms, np.empty(n, np.float32), np.empty(n, np.int64), out)], plan, threads=2)
@@ -118,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         norms = cell_norms2(feats)
         truth = oracle(feats, query)
         flat_truth = truth.reshape(n, -1)
-        if "fused" in kernels and query.window_shape != (g, g):  # both correlations of the fused kernel, forced
-            for mode in ("cells", "shift"):
-                if not _native.NativePlan.fits(mode, g, *query.window_shape, int((query.weights > 0).sum())):
+        if "fused" in kernels and query.window_shape != (g, g):  # every correlation of the fused kernel, forced
+            for mode in ("cells", "shift", "lanes"):
+                if not _native.NativePlan.fits(mode, g, *query.window_shape, int((query.weights > 0).sum()), c):
                     continue
                 got = fused_scores(feats, norms, query, mode).astype(np.float64)
                 err = float(np.abs(got - truth).max())

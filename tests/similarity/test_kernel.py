@@ -67,10 +67,12 @@ def _norms(features: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("mode", ["cells", "shift"])
-@pytest.mark.parametrize("grid,channels", [(7, 32), (14, 40), (4, 3)])
-def test_both_correlations_forced_give_every_window(isa, mode, grid, channels):
-    """Every window's score, with the kernel's correlation forced, against float64."""
+@pytest.mark.parametrize("mode", ["cells", "shift", "lanes"])
+@pytest.mark.parametrize("grid,channels", [(7, 32), (14, 40), (4, 3), (9, 21), (7, 320), (14, 112)])
+def test_every_correlation_forced_gives_every_window(isa, mode, grid, channels):
+    """Every window's score, with the kernel's correlation forced, against float64: channel counts
+    that are and are not multiples of 16 (lanes: a partly filled last block), grids whose cells are
+    not a multiple of the vector width (lanes: cells transposed one by one), every window to the borders."""
     features = features_for(5, channels, grid, seed=7)
     norms = _norms(features)
     rng = np.random.default_rng(2)
@@ -78,7 +80,8 @@ def test_both_correlations_forced_give_every_window(isa, mode, grid, channels):
     for name, grid_mask in masks(grid, rng).items():
         query = Query(features[0].astype(np.float32), grid_mask)
         h, w = query.window_shape
-        if (h, w) == (grid, grid) or not _native.NativePlan.fits(mode, grid, h, w, int((query.weights > 0).sum())):
+        if (h, w) == (grid, grid) or not _native.NativePlan.fits(mode, grid, h, w, int((query.weights > 0).sum()),
+                                                                  channels):
             continue
         plan = _native.NativePlan(query.kernel, query.weights, grid, mode=mode, isa=isa)
         out = np.empty((len(features), grid - h + 1, grid - w + 1), np.float32)
@@ -95,6 +98,22 @@ def test_both_correlations_forced_give_every_window(isa, mode, grid, channels):
                 want = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
                 np.testing.assert_allclose(out[:, y, x], want, atol=2e-6, err_msg=f"{isa} {mode} {name} ({y},{x})")
         np.testing.assert_array_equal(best, out.reshape(len(features), -1).max(axis=1))
+
+
+@pytest.mark.parametrize("isa", _native.ISAS)
+def test_the_plan_takes_lanes_for_a_brush_stroke_and_keeps_cells_for_one_cell(isa):
+    """A stroke in an 8×8 box at 14×14 (22 cells, 49 windows) has the fewest multiply-adds with
+    channels in lanes on every ISA; one cell at 7×7 keeps the register-only cells kernel or shift."""
+    stroke = np.zeros((14, 14), np.float32)
+    for i in range(8):
+        stroke[3 + i, 3 + max(0, i - 1):3 + min(8, i + 2)] = 0.5
+    query = Query(np.ones((112, 14, 14), np.float32), stroke)
+    assert query.window_shape == (8, 8) and int((query.weights > 0).sum()) == 22
+    assert _native.NativePlan(query.kernel, query.weights, 14, isa=isa).mode == "lanes"
+    one = np.zeros((7, 7), np.float32)
+    one[3, 3] = 1
+    query = Query(np.ones((320, 7, 7), np.float32), one)
+    assert _native.NativePlan(query.kernel, query.weights, 7, isa=isa).mode in ("cells", "shift")
 
 
 @pytest.mark.parametrize("isa", ISAS)

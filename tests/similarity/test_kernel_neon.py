@@ -1,6 +1,6 @@
 """The AArch64 NEON path of the fused kernel (and its portable C path built for AArch64),
 cross-compiled with a small C driver (tests/similarity/kernel_driver/driver.c) and run under qemu-aarch64
-against every window's score in float64, for the cells, shift and dense correlations.
+against every window's score in float64, for the cells, shift, lanes and dense correlations.
 
 Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user (`make test` installs
 them); skipped with the reason where they are absent."""
@@ -16,7 +16,7 @@ import pytest
 
 from tests.similarity.test_search import masks
 from vfs.similarity.exact import Query
-from vfs.similarity.kernel import NativePlan
+from vfs.similarity.kernel import MODE_IDS, NativePlan
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL = REPO / "vfs" / "similarity" / "kernel"
@@ -24,7 +24,6 @@ CC, QEMU = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
 pytestmark = pytest.mark.skipif(CC is None or QEMU is None,
                                 reason="needs aarch64-linux-gnu-gcc and qemu-aarch64 (apt-get install "
                                        "gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; `make test` does)")
-MODE_IDS = {"dense": 0, "shift": 1, "cells": 2}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +49,8 @@ def cases(rng: np.random.Generator):
                           grid_mask)
             h, w = query.window_shape
             active = int((query.weights > 0).sum())
-            modes = ["dense"] if (h, w) == (grid, grid) else [m for m in ("cells", "shift")
-                                                                if NativePlan.fits(m, grid, h, w, active)]
+            modes = ["dense"] if (h, w) == (grid, grid) else [m for m in ("cells", "shift", "lanes")
+                                                                if NativePlan.fits(m, grid, h, w, active, channels)]
             for mode in modes:
                 yield f"{grid}x{grid}x{channels} {name} {mode}", features, norms2, query, mode
 

@@ -4,7 +4,7 @@ The PyTorch path converts every chunk of float16 features into a float32 buffer 
 matmul over it: two passes over the data and a GEMM over every grid cell. This kernel reads
 every feature once and keeps the correlation in registers. With K active mask cells at window
 offsets ``o_k = i·G + j``, the numerator of the window at flattened position ``q = y·G + x`` is
-``Σ_k T[k, q + o_k]`` with ``T[k, p] = Σ_c K[c, k] · F[c, p]``; three correlations compute it:
+``Σ_k T[k, q + o_k]`` with ``T[k, p] = Σ_c K[c, k] · F[c, p]``; four correlations compute it:
 
 * ``cells``: T as a register-blocked GEMM (N row vectors × M active cells per block, sized to the
   ISA's registers) whose float16 rows are loaded and converted in registers ("direct"; a short
@@ -14,6 +14,12 @@ offsets ``o_k = i·G + j``, the numerator of the window at flattened position ``
 * ``shift``: ``num[q] += K[c, k] · F[c, q + o_k]`` directly, vectors over q with unaligned loads
   (positions with ``x ≥ W'`` wrap around and are ignored). Best when few windows remain and many
   cells are active (a 6×6 box on a 7×7 grid).
+* ``lanes``: channels in lanes. Each block of 16 channels (AVX-512; 8 with AVX2, 4 with NEON) is
+  transposed into a cell-major float32 scratch in L1 (vector shuffles); every window keeps a vector of partial
+  sums in registers while each active cell's query vector meets the window's cell: one aligned load
+  and one FMA per vector of channels, only the windows' cells, every lane used; the lanes are summed
+  once per window. The fewest multiply-adds for any mask: best for brush strokes and, with 16
+  registers (AVX2), for 3×3; the next image is prefetched a few lines per step of the arithmetic.
 * ``dense``: the box is the whole grid, one window: a flat dot product of the image with the kernel.
 
 The window norms come from the cached per-cell squared norms the same way, the cosines are
@@ -69,6 +75,12 @@ ISA_SHAPES = {
     "neon": (4, 4, lambda n: 9 if n <= 3 else 6, 24),
     "scalar": (4, 4, lambda n: 9 if n == 1 else 6 if n == 2 else 4 if n == 3 else 2, 24),
 }
+#: Weight of the lanes correlation's estimate: with 16 registers (AVX2, SSE2) the cells kernels' register
+#: blocks are small and lanes wins earlier; measured (CPU time, 3,925 images, AMD Zen 5): AVX2 3×3 at
+#: 7×7 and 14×14 13-14% faster with lanes, where the unweighted estimate still picked cells.
+LANES_WEIGHT = {"avx2": 0.8, "scalar": 0.8}
+#: The correlations' ids in scan.h.
+MODE_IDS = {"dense": 0, "shift": 1, "cells": 2, "lanes": 3}
 #: Weight of the cells correlation's estimate against shift's: the portable path converts float16
 #: through a table (4 loads and inserts per vector), which the cells kernels repeat per pass;
 #: measured (CPU time, 3,925 images): shift 15-55% faster for 3×3 and strokes at 7×7 and 14×14.
@@ -265,17 +277,19 @@ class _Kernel:
 
 
 class NativePlan:
-    """A query laid out for :meth:`_Kernel.scan`, with the cheaper of the kernel's two correlations.
+    """A query laid out for :meth:`_Kernel.scan`, with the cheapest of the kernel's correlations.
 
     ``dense`` (the box is the whole grid: one window): a flat dot product of each image with the
     kernel. ``cells``: a register-blocked GEMM of the K active cells' kernels against every grid
     cell, then a shift-and-add of K rows into the windows; for grids up to 8×8 the float16 rows
     are converted in registers ("direct"), for larger ones through an L1 scratch. Best for
     small masks (one cell, 3×3, strokes). ``shift``: correlation directly on the flattened grid
-    with unaligned loads; best when few windows remain and many cells are active.
+    with unaligned loads; best when few windows remain and many cells are active. ``lanes``:
+    channels in vector lanes after a transposition, one FMA per (window, active cell, vector of
+    channels); best for strokes (and 3×3 where the ISA has 16 registers).
     """
 
-    SCRATCH, MAXT, MAXL = 6144, 16384, 1024  # the C source's limits
+    SCRATCH, MAXT, MAXL, MAXX, MAXQ = 6144, 16384, 1024, 65536, 65536  # the C source's limits
 
     def __init__(self, kernel: np.ndarray, weights: np.ndarray, grid: int, mode: str | None = None,
                  isa: str = "avx512"):
@@ -286,9 +300,9 @@ class NativePlan:
         if h == grid and w == grid:
             mode = "dense"
         elif mode is None:
-            mode = self.choose(grid, h, w, int((weights > 0).sum()), isa)
+            mode = self.choose(grid, h, w, int((weights > 0).sum()), isa, channels=c)
         self.mode = mode
-        self.mode_id = {"dense": 0, "shift": 1, "cells": 2}[mode]
+        self.mode_id = MODE_IDS[mode]
         if mode == "dense":
             self.k = grid * grid
             self.off = np.zeros(1, np.int32)
@@ -304,8 +318,8 @@ class NativePlan:
             self.kern_t = np.ascontiguousarray(self.kern.T)  # (K, C): the cells kernel's tail columns
 
     @classmethod
-    def fits(cls, mode: str, grid: int, h: int, w: int, active: int) -> bool:
-        """Whether the C kernel's fixed buffers hold this query in ``mode``."""
+    def fits(cls, mode: str, grid: int, h: int, w: int, active: int, channels: int = 1) -> bool:
+        """Whether the C kernel's fixed buffers hold this query in ``mode`` (lanes: with ``channels``)."""
         gg = grid * grid
         padded = -(-gg // 16) * 16
         length = (grid - h) * grid + grid - w + 1
@@ -316,14 +330,17 @@ class NativePlan:
             return False
         if mode == "cells":
             return active * padded <= cls.MAXT and padded + 16 * nv + 16 <= cls.SCRATCH
+        if mode == "lanes" and (16 * gg > cls.MAXX or -(-channels // 16) * 16 * active > cls.MAXQ):
+            return False
         return gg + 16 * nv + 16 <= cls.SCRATCH
 
     @classmethod
-    def choose(cls, grid: int, h: int, w: int, active: int, isa: str = "avx512") -> str:
-        """The cheaper correlation by a per-channel cycle estimate, calibrated with AVX-512 on this
-        machine class (2-core Sapphire Rapids) with A/B runs of every window shape from 1×1 to 6×6 at
-        G=7 and G=14 (see bench/RESULTS.md), in units of ``isa``'s vectors (its width and register
-        blocks, as in isa.h)."""
+    def choose(cls, grid: int, h: int, w: int, active: int, isa: str = "avx512", channels: int = 1) -> str:
+        """The cheapest correlation by a per-channel cycle estimate, in units of ``isa``'s vectors (its
+        width and register blocks, as in isa.h). Cells against shift was calibrated with AVX-512 on
+        a 2-core Sapphire Rapids with A/B runs of every window shape from 1×1 to 6×6 at G=7 and
+        G=14; lanes against both on AMD Zen 5 (AVX-512, AVX2, portable C) with ``bench.kernel_modes``
+        (see bench/RESULTS.md). Ties go to cells, then shift."""
         lanes, _, _, max_passes = ISA_SHAPES.get(isa, ISA_SHAPES["avx512"])
         gg = grid * grid
         full, tail = divmod(gg, lanes)
@@ -335,9 +352,15 @@ class NativePlan:
             cells_cost = direct_cost * 0.5  # the register-only direct kernel (float16 read in place)
         else:  # rows converted once into an L1 scratch, then a register-blocked GEMM
             cells_cost = scratch_cost * 0.8
-        if not cls.fits("cells", grid, h, w, active):
-            return "shift"
-        return "cells" if cells_cost * CELLS_WEIGHT.get(isa, 1.0) <= shift_cost else "shift"
+        # lanes: one FMA per window, active cell and vector of channels, plus the transposition of
+        # every cell (a conversion, four shuffles and a store per vector: 1.5 FMAs' worth, measured)
+        windows = (grid - h + 1) * (grid - w + 1)
+        costs = {"shift": shift_cost}
+        if cls.fits("cells", grid, h, w, active):
+            costs["cells"] = cells_cost * CELLS_WEIGHT.get(isa, 1.0)
+        if cls.fits("lanes", grid, h, w, active, channels):
+            costs["lanes"] = (active * windows + 1.5 * gg) / lanes * LANES_WEIGHT.get(isa, 1.0)
+        return min(("cells", "shift", "lanes"), key=lambda mode: costs.get(mode, math.inf))
 
     @classmethod
     def supported(cls, grid: int, h: int, w: int) -> bool:

@@ -14,6 +14,9 @@
  *   MAXV               most accumulator vectors (of VW) per pass of the shift kernel
  *   DIRECT_PASSES      most passes over a float16 image the register-only cells kernel may make
  *   VSCORES            defined where the ISA has a vector cosine (score) step
+ *   NACC               most accumulator vectors (windows) per tile of the lanes kernel
+ *   vtranspose_half(s, stride, d)   VW rows of VW float16 values (row l at s + l*stride) to VW
+ *                      float32 vectors d[p*VW + l] = s[l*stride + p]: channels into lanes
  *
  * Select one with ISA_AVX512, ISA_AVX2, ISA_NEON or ISA_SCALAR before including scan.h.
  */
@@ -53,6 +56,37 @@ typedef __m512 vf;
 #define MAXV 8
 #define DIRECT_PASSES_DEFAULT 12         /* measured: up to 9 passes (4x4 cells at 14x14) beat the scratch path */
 #define HALF1(h) _cvtsh_ss(h)
+#define NACC 28                          /* + the query vector: 29 of 32 registers */
+/* 16x16: converted rows, then pairs of lanes, quadruples, 128-bit blocks (64 shuffles) */
+static inline void vtranspose_half(const uint16_t *s, int64_t stride, float *d) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i * stride)));
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+        const __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    }
+    /* r[4g + j]: column j + 4*lane of rows 4g..4g+3, per 128-bit lane */
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);       /* columns j, j+8 of rows 0-7 */
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);   /* columns j+4, j+12 */
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm512_store_ps(d + 16 * j, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+        _mm512_store_ps(d + 16 * (8 + j), _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd));
+        _mm512_store_ps(d + 16 * (4 + j), _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88));
+        _mm512_store_ps(d + 16 * (12 + j), _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd));
+    }
+}
 #define VSCORES 1
 static inline void vscores(float *acc, const float *nrm, int n) {
     const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f), zero = _mm512_setzero_ps();
@@ -93,6 +127,26 @@ static inline float vsum_avx2(__m256 v) {
 #define MAXV 6
 #define DIRECT_PASSES_DEFAULT 12
 #define HALF1(h) _cvtsh_ss(h)
+#define NACC 12                          /* + the query vector: 13 of 16 registers */
+/* 8x8: converted rows, then pairs of lanes, quadruples, 128-bit halves (24 shuffles) */
+static inline void vtranspose_half(const uint16_t *s, int64_t stride, float *d) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i * stride)));
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);        /* columns 0 | 4 of rows i..i+3 */
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);    /* 1 | 5 */
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);  /* 2 | 6 */
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);  /* 3 | 7 */
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_store_ps(d + 8 * j, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
+        _mm256_store_ps(d + 8 * (4 + j), _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
+    }
+}
 #define VSCORES 1
 static inline void vscores(float *acc, const float *nrm, int n) {
     const __m256 one = _mm256_set1_ps(1.0f), minus = _mm256_set1_ps(-1.0f), zero = _mm256_setzero_ps();
@@ -130,6 +184,18 @@ static inline float half1_neon(uint16_t h) {
     return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
 }
 #define HALF1(h) half1_neon(h)
+#define NACC 24                          /* + the query and loaded vectors, of 32 registers */
+/* 4x4: converted rows, then pairs of lanes and pairs of pairs (8 shuffles) */
+static inline void vtranspose_half(const uint16_t *s, int64_t stride, float *d) {
+    float32x4_t r[4];
+    for (int i = 0; i < 4; i++) r[i] = VHALF(s + i * stride);
+    const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1])), t1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));
+    const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3])), t3 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));
+    vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+    vst1q_f32(d + 4, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+    vst1q_f32(d + 8, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+    vst1q_f32(d + 12, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+}
 #define VSCORES 1
 static inline void vscores(float *acc, const float *nrm, int n) {
     const float32x4_t one = vdupq_n_f32(1.0f), minus = vdupq_n_f32(-1.0f), zero = vdupq_n_f32(0.0f);
@@ -206,6 +272,13 @@ static inline vf vhalf_table_sc(const uint16_t *p) {
 #define MAXM(n) ((n) == 1 ? 9 : (n) == 2 ? 6 : (n) == 3 ? 4 : 2)
 #define MAXV 6
 #define DIRECT_PASSES_DEFAULT 24
+#define NACC 10                          /* SSE2 has 16 registers and no FMA: products need their own */
+static inline void vtranspose_half(const uint16_t *s, int64_t stride, float *d) {
+    for (int l = 0; l < 4; l++) {
+        const vf v = VHALF(s + l * stride);
+        for (int p = 0; p < 4; p++) d[4 * p + l] = v[p];
+    }
+}
 #else
 #error "the portable kernel needs GCC or clang (vector extensions)"
 #endif
