@@ -17,7 +17,7 @@ of its first photo) the ranks of its 0.5× and 1.6× copies and label precision@
 Each search is scored over scale 1 alone, over scales 0.5 and 1, and over all five scales.
 
 ``python -m bench.scales_probe --work data/bench-scales --level-caches data/cache/bench-scales-<hash>
---layer blocks.6 [--per-class N] [--record]``
+--layer blocks.6 [--per-class N] [--half-levels pyramid,tiles] [--tiles FILE] [--record]``
 """
 
 from __future__ import annotations
@@ -82,37 +82,46 @@ def main() -> None:
     parser.add_argument("--level-caches", required=True, help="that dataset's folder of caches")
     parser.add_argument("--layer", default="blocks.6")
     parser.add_argument("--tiles", default=None, help="where tile grids are kept between runs (default: in --work)")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="only the first N photos of each class (and the copies): tiles cost 9 forward passes an image")
+    parser.add_argument("--half-levels", default="pyramid,tiles", help="which half-size levels to compare")
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args()
+    halves = args.half_levels.split(",")
 
     work, model = Path(args.work), load_model()
     base = level_cache(Path(args.level_caches), model, args.layer, model.layer(args.layer).default_grid, 1.0)
-    grid, paths = base.grid, list(base.paths)
+    grid = base.grid
+    by_class: dict[str, list[str]] = {}
+    for path in base.paths:
+        by_class.setdefault(path.split("/")[0], []).append(path)
+    paths = [p for folder, ps in sorted(by_class.items()) for p in (ps if folder == "pasted" else sorted(ps)[:args.per_class])]
     levels = {s: level_cache(Path(args.level_caches), model, args.layer, grid, s) for s in MULTI_SCALES}
     rows = {s: np.array([cache.index_of(p) for p in paths]) for s, cache in levels.items()}
 
     store = Path(args.tiles or work / f"tiles-{args.layer}.pkl")
     tiles: dict[str, np.ndarray] = pickle.loads(store.read_bytes()) if store.exists() else {}
-    started, missing = time.perf_counter(), [p for p in paths if p not in tiles]
+    started = time.perf_counter()
+    missing = [p for p in paths if p not in tiles] if "tiles" in halves else []
     for k, path in enumerate(missing, start=1):
         with Image.open(work / path) as image:
             tiles[path] = tile_grids(model, args.layer, grid, image.convert("RGB"))
         if k % 100 == 0 or k == len(missing):
             store.write_bytes(pickle.dumps(tiles))
             print(f"tiles {k}/{len(missing)} {time.perf_counter() - started:.0f} s", flush=True)
-    tile_stack = np.ascontiguousarray(np.concatenate([tiles[p] for p in paths]))
-    tile_norms = cell_norms2(tile_stack)
+    tile_stack = np.ascontiguousarray(np.concatenate([tiles[p] for p in paths])) if "tiles" in halves else None
+    tile_norms = cell_norms2(tile_stack) if tile_stack is not None else None
     backend = get_backend("torch-cpu")
 
     classes = sorted({p.split("/")[0] for p in paths} - {"pasted"})
     results: dict[str, list[dict]] = {}
     for cls in classes:
-        query_path = sorted(p for p in paths if p.startswith(f"{cls}/"))[0]
+        query_path = min(p for p in paths if p.startswith(f"{cls}/"))
         query_row = paths.index(query_path)
         with Image.open(work / query_path) as image:
             image = image.convert("RGB")
         box = central_box(image.size)
-        features = {"image": base.features(query_row).astype(np.float32),
+        features = {"image": base.features(base.index_of(query_path)).astype(np.float32),
                     "region": region_only_grid(model, args.layer, grid, image, box)}
         for query_kind, grid_features in features.items():
             query = Query(grid_features, box_to_grid(box, image.size, grid))
@@ -121,9 +130,10 @@ def main() -> None:
                 placed = placed_query(query, cache.grid)
                 if placed is not None:
                     per_level[f"pyramid {s:g}"] = search(cache, placed, top_k=0).scores[rows[s]].astype(np.float64)
-            tile_scores = backend.window_scores(tile_stack, tile_norms, query).reshape(len(paths), -1)
-            per_level["tiles 0.5"] = tile_scores.max(axis=1).astype(np.float64)
-            for half in ("pyramid", "tiles"):
+            if tile_stack is not None:
+                tile_scores = backend.window_scores(tile_stack, tile_norms, query).reshape(len(paths), -1)
+                per_level["tiles 0.5"] = tile_scores.max(axis=1).astype(np.float64)
+            for half in halves:
                 for name, scales in (("scale 1", (1.0,)), ("0.5, 1", (0.5, 1.0)), ("multi", MULTI_SCALES)):
                     if half == "tiles" and name == "scale 1":
                         continue
@@ -136,8 +146,8 @@ def main() -> None:
                     key = f"{query_kind} query, {half if name != 'scale 1' else '-'}, {name}"
                     results.setdefault(key, []).append({"ranks": ranks, "precision@20": precision})
 
-    table = ["| query | half-size level | scales | x0.5 copies in the top 5 | x0.5 ranks | x1.6 copies in the top 5 "
-             "| x1.6 ranks | label precision@20 |", "|---|---|---|---|---|---|---|---|"]
+    table = [("| query | half-size level | scales | x0.5 copies in the top 5 | x0.5 ranks | x1.6 copies in the top 5 "
+              "| x1.6 ranks | label precision@20 |"), "|---|---|---|---|---|---|---|---|"]
     for key, rows_ in results.items():
         cells = [part.strip() for part in key.split(",", 2)]
         r05, r16 = ([r["ranks"][f] for r in rows_] for f in FACTORS)
@@ -146,8 +156,8 @@ def main() -> None:
     print("\n".join(table))
     if args.record:
         body = [f"- date: {now()}", f"- command: `{command_line()}`", f"- machine: {machine()}",
-                f"- images: {len(paths)} ({len(classes) * len(FACTORS)} pasted copies among them), layer {args.layer} "
-                f"({grid}×{grid})", "", *table]
+                (f"- images: {len(paths)} ({len(classes) * len(FACTORS)} pasted copies among them), "
+                 f"layer {args.layer} ({grid}×{grid})"), "", *table]
         append_results(f"Scale-tolerant search at a late layer: query and level variants ({now()})", "\n".join(body))
     print(json.dumps({"images": len(paths), "layer": args.layer}))
 
