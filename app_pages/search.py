@@ -10,7 +10,7 @@ from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 from streamlit_drawable_canvas import st_canvas
 
-from app_pages.shared import common, labels_panel, queries_panel, result_filters
+from app_pages.shared import canvas_companion, common, labels_panel, queries_panel, result_filters
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.canvas import (
     FILL_OPACITY,
@@ -312,7 +312,6 @@ def workspace(current: Selection) -> None:
         tool_column, width_column = st.columns(2, vertical_alignment="bottom")
         tool = tool_column.radio("Tool", [BRUSH, RECTANGLE], horizontal=True, key="tool")
         brush = width_column.slider("Brush width", 4, 80, 28, key="brush_width", disabled=tool != BRUSH)
-        st.space("small")  # room for the canvas's own toolbar, which floats above its top edge
         fit = CanvasFit.stretched((width, height), image_size)
         seed: Region | None = st.session_state.get("seed_region")  # a region put on the canvas as objects
         drawn_query, drawn_objects = st.session_state.get(DRAWN_KEY, (None, []))
@@ -343,6 +342,8 @@ def workspace(current: Selection) -> None:
         clear_column.button("Clear", key="clear", on_click=clear_drawing, width="stretch")
         caption_column.caption(f"{as_markdown_text(query.name)} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
                                "for; releasing the mouse searches.")
+        with caption_column:
+            canvas_companion.attach(f"canvas:{query.key}")
         queries_panel.set_controls(current, query, region, clear_drawing)
         if region is not None:
             displayed = Image.open(io.BytesIO(background))
