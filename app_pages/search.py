@@ -56,6 +56,7 @@ THUMBNAIL_WIDTH = 180  # a gallery card's width: two beside the canvas at 1400 p
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 DRAWN_KEY = "drawn_objects"  # (query key, the canvas's objects): what was drawn, to put back after another page
 RESTORED_KEY = "restored_objects"  # the objects the canvas was reopened with (None: the seed region's, if any)
+FIGURES_KEY, PICKER_KEY = common.FIGURES_KEY, common.PICKER_KEY
 
 
 def choose_query(query: QueryImage) -> None:
@@ -159,7 +160,13 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
 
 
 def query_picker(current: Selection, paths: list[str], query: QueryImage) -> None:
-    with st.expander(f"Query image: **{as_markdown_text(query.name)}** (change it here)"):
+    # its thumbnails are made and sent only while it is open: a page (or a link) opens without fetching them. The
+    # label stays the same (the query's name is under the canvas), so choosing an image does not close it.
+    picker = st.expander("Query image: choose another from the dataset, or upload one", key=PICKER_KEY,
+                         on_change="rerun")
+    if not picker.open:
+        return
+    with picker:
         from_dataset, from_upload = st.tabs(["From the dataset", "Upload an image"])
         with from_dataset:
             matching = filter_paths(paths, st.session_state.get("picker_filter", ""))
@@ -380,13 +387,19 @@ def workspace(current: Selection) -> None:
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
         queries_panel.modes_section(current, search, shown)
+        labels_panel.consistency_sentence(search, shown)
         # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the
-        # results wrap under the canvas, and the gallery must come before the figures
-        if shown.figure is None:
-            shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
-                                              result.matches[-1].score)
-        st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
-        labels_panel.show(search, shown)
+        # results wrap under the canvas, and the gallery must come before the figures. Built and sent only while
+        # open: plotly.js (4.7 MB) and three figures of every image's score cost a stroke or an opened link
+        # seconds of the browser's time on a small machine, before the gallery's thumbnails show.
+        plots = st.expander("Score distribution and scores per label", key=FIGURES_KEY, on_change="rerun")
+        if plots.open:
+            with plots:
+                if shown.figure is None:
+                    shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
+                                                      result.matches[-1].score)
+                st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
+                labels_panel.figures(search, shown)
 
 
 def page() -> None:

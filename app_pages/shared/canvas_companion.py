@@ -5,6 +5,7 @@ streamlit-drawable-canvas 0.13 has no option for either; canvas_companion.js say
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import streamlit as st
@@ -16,5 +17,6 @@ _COMPONENT = st.components.v2.component(
 
 def attach(canvas_key: str) -> None:
     """Mount the companion beside the canvas keyed ``canvas_key``; a new key (another query image) makes it look
-    for the new canvas's toolbar at once."""
-    _COMPONENT(key="canvas_companion", data={"canvas": canvas_key}, width="content", height="content")
+    for the new canvas's toolbar at once. The page gets a checksum of the key, not the file name it holds."""
+    _COMPONENT(key="canvas_companion", data={"canvas": zlib.crc32(canvas_key.encode())}, width="content",
+               height="content")

@@ -204,7 +204,9 @@ def selection() -> Selection | None:
 
 #: Widget values the user chose that outlive the pages showing them: Streamlit forgets a widget's value in a run
 #: that does not draw it (another page, a cache still missing), and the sidebar's per-model layer and grid pickers.
-SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size")
+#: Whether the Search page's figures are open (and so built and sent for every search), and its query picker.
+FIGURES_KEY, PICKER_KEY = "show_figures", "query_picker"
+SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size", FIGURES_KEY)
 _PICKER_PREFIXES = ("layer:", "grid:")
 
 
