@@ -313,8 +313,8 @@ def workspace(current: Selection) -> None:
     width, height = canvas_size(image_size, CANVAS_SIDE, CANVAS_SIDE)
     # the canvas keeps its pixel width; the results take the rest of the row, or wrap below it
     row = st.container(horizontal=True, gap="large")
-    drawing_column = row.container(width=CANVAS_SIDE)
-    results_column = row.container(width="stretch")
+    drawing_column = row.container(width=CANVAS_SIDE, key="drawing_column")  # narrower under 1200 px: layout.css
+    results_column = row.container(width="stretch", key="results_column")
     with drawing_column:
         tool_column, width_column = st.columns(2, vertical_alignment="bottom")
         tool = tool_column.radio("Tool", [BRUSH, RECTANGLE], horizontal=True, key="tool")

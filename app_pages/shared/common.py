@@ -146,6 +146,14 @@ def sign_in_gate(app: AppConfig) -> None:
     st.stop()
 
 
+LAYOUT_CSS = Path(__file__).with_name("layout.css")
+
+
+def page_style() -> None:
+    """The page layout rules of layout.css (Streamlit sends a style-only st.html without taking up room)."""
+    st.html(f"<style>{LAYOUT_CSS.read_text(encoding='utf-8')}</style>")
+
+
 def app_config() -> AppConfig:
     """The options after ``--`` and the deployment file; a bad file, or a server that accepts larger uploads than
     the deployment allows, stops the app with its message."""
