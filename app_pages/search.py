@@ -147,7 +147,7 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
         st.error(f"Indexing failed: {as_markdown_text(job.error)}")
         st.button("Try again", on_click=common.start_build, args=(current,))
     elif job is not None and job.state is JobState.CANCELLED:
-        st.warning("Indexing was cancelled before any image was stored.")
+        st.warning("Indexing was cancelled before any image was stored (a batch in flight is still stored).")
         st.button("Resume indexing", on_click=common.start_build, args=(current,))
     elif (cost := common.missing_cache_cost(current, len(paths))).quick:
         common.start_build(current)

@@ -18,9 +18,6 @@ from vfs.errors import DatasetError, ModelError, WeightsUnavailableError
 from vfs.feature_search import FeatureSearch
 from vfs.features.models import FeatureModel, LayerInfo
 
-#: Images per model batch of a dashboard build: Cancel waits for the batch in flight, under a second on a CPU.
-BUILD_BATCH = 8
-
 
 def resolve_dataset(text: str | Path) -> Path:
     """Any existing folder (a local dashboard; a deployment confines this, see :mod:`vfs.dashboard.deployment`)."""
@@ -94,8 +91,9 @@ class Selection:
 
     def build(self, progress: Callable[[Progress], None], cancel: threading.Event) -> IndexSummary:
         """Create or update the cache (the background job's work)."""
-        return build_index(self.root, self.model, self.layer, self.grid, self.cache_dir, batch_size=BUILD_BATCH,
-                           progress=progress, cancel=cancel)
+        # the command line's batch size, so the dashboard indexes at its rate (Cancel does not wait for the batch)
+        return build_index(self.root, self.model, self.layer, self.grid, self.cache_dir, progress=progress,
+                           cancel=cancel)
 
     def feature_search(self) -> FeatureSearch:
         return FeatureSearch(self.root, model=self.model, layer=self.layer.name, grid=self.grid,
