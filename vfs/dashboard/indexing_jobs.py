@@ -3,10 +3,9 @@
 The dashboard keeps one :class:`IndexJobs` for the whole server, so two browser tabs asking
 for the same missing cache share one build, and a build outlives the page that started it.
 
-A build runs in model batches as large as the command line's, so it indexes at the command line's rate;
-Cancel still answers at once: the job counts as cancelled from that moment, while its thread finishes the
-batch in flight, stores the images it finished and stops (a build started again meanwhile waits for it on
-the cache folder's lock).
+Cancel answers at once, whatever the batch size: the job counts as cancelled from that moment, while its
+thread finishes the batch in flight, stores the images it finished and stops (a build started again
+meanwhile waits for it on the cache folder's lock).
 """
 
 from __future__ import annotations
