@@ -18,10 +18,11 @@ from vfs.errors import DatasetError, ModelError, WeightsUnavailableError
 from vfs.feature_search import FeatureSearch
 from vfs.features.models import FeatureModel, LayerInfo
 
-#: Images per model batch of a dashboard build. Measured side by side on this 2-CPU machine
-#: (bench/dashboard_indexing.py), batches of 8 indexed faster than the command line's 32, and a build that is
-#: cancelled stores the batch in flight while the page answers at once (IndexJob.stopping).
+#: Images per model batch of a dashboard build: measured side by side (bench/dashboard_indexing.py, RESULTS.md),
+#: dashboard builds in batches of 8 indexed faster than in the command line's 32. Cancel does not wait for the
+#: batch in flight (IndexJob.stopping).
 BUILD_BATCH = 8
+
 
 def resolve_dataset(text: str | Path) -> Path:
     """Any existing folder (a local dashboard; a deployment confines this, see :mod:`vfs.dashboard.deployment`)."""
