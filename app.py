@@ -14,6 +14,7 @@ from app_pages.shared import common
 # a file, not a :material: or emoji icon: Streamlit fetches those favicons from a web service
 FAVICON = Path(__file__).parent / "app_pages" / "shared" / "favicon.png"
 st.set_page_config(page_title="Visual Feature Search", page_icon=str(FAVICON), layout="wide")
+common.page_style()
 common.keep_settings()
 common.upload_sweeper()  # started once per server
 st.session_state["config"] = common.app_config()

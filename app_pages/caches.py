@@ -83,6 +83,8 @@ def page() -> None:
             state = "cancelled" if job.state is JobState.CANCELLED else "finished"
             st.caption(f"Last build {state}: {summary.indexed:,} indexed, {summary.unchanged:,} unchanged, "
                        f"{len(summary.skipped):,} skipped, {summary.images:,} in the cache, {summary.seconds:.1f} s.")
+        elif job is not None and job.stopping:
+            st.caption("Cancelled: the images of the batch in flight are being stored, then the build stops.")
         elif job is not None and job.error:
             st.error(f"Last build failed: {as_markdown_text(job.error)}")
         if not running:

@@ -10,7 +10,7 @@ from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 from streamlit_drawable_canvas import st_canvas
 
-from app_pages.shared import common, labels_panel, queries_panel, result_filters
+from app_pages.shared import canvas_companion, common, labels_panel, queries_panel, result_filters
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.canvas import (
     FILL_OPACITY,
@@ -56,6 +56,7 @@ THUMBNAIL_WIDTH = 180  # a gallery card's width: two beside the canvas at 1400 p
 BRUSH, RECTANGLE = "Brush", "Rectangle"
 DRAWN_KEY = "drawn_objects"  # (query key, the canvas's objects): what was drawn, to put back after another page
 RESTORED_KEY = "restored_objects"  # the objects the canvas was reopened with (None: the seed region's, if any)
+FIGURES_KEY, PICKER_KEY = common.FIGURES_KEY, common.PICKER_KEY
 
 
 def choose_query(query: QueryImage) -> None:
@@ -146,7 +147,7 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
         st.error(f"Indexing failed: {as_markdown_text(job.error)}")
         st.button("Try again", on_click=common.start_build, args=(current,))
     elif job is not None and job.state is JobState.CANCELLED:
-        st.warning("Indexing was cancelled before any image was stored.")
+        st.warning("Indexing was cancelled before any image was stored (a batch in flight is still stored).")
         st.button("Resume indexing", on_click=common.start_build, args=(current,))
     elif (cost := common.missing_cache_cost(current, len(paths))).quick:
         common.start_build(current)
@@ -159,7 +160,13 @@ def cache_ready(current: Selection, paths: list[str]) -> bool:
 
 
 def query_picker(current: Selection, paths: list[str], query: QueryImage) -> None:
-    with st.expander(f"Query image: **{as_markdown_text(query.name)}** (change it here)"):
+    # its thumbnails are made and sent only while it is open: a page (or a link) opens without fetching them. The
+    # label stays the same (the query's name is under the canvas), so choosing an image does not close it.
+    picker = st.expander("Query image: choose another from the dataset, or upload one", key=PICKER_KEY,
+                         on_change="rerun")
+    if not picker.open:
+        return
+    with picker:
         from_dataset, from_upload = st.tabs(["From the dataset", "Upload an image"])
         with from_dataset:
             matching = filter_paths(paths, st.session_state.get("picker_filter", ""))
@@ -306,13 +313,12 @@ def workspace(current: Selection) -> None:
     width, height = canvas_size(image_size, CANVAS_SIDE, CANVAS_SIDE)
     # the canvas keeps its pixel width; the results take the rest of the row, or wrap below it
     row = st.container(horizontal=True, gap="large")
-    drawing_column = row.container(width=CANVAS_SIDE)
-    results_column = row.container(width="stretch")
+    drawing_column = row.container(width=CANVAS_SIDE, key="drawing_column")  # narrower under 1200 px: layout.css
+    results_column = row.container(width="stretch", key="results_column")
     with drawing_column:
         tool_column, width_column = st.columns(2, vertical_alignment="bottom")
         tool = tool_column.radio("Tool", [BRUSH, RECTANGLE], horizontal=True, key="tool")
         brush = width_column.slider("Brush width", 4, 80, 28, key="brush_width", disabled=tool != BRUSH)
-        st.space("small")  # room for the canvas's own toolbar, which floats above its top edge
         fit = CanvasFit.stretched((width, height), image_size)
         seed: Region | None = st.session_state.get("seed_region")  # a region put on the canvas as objects
         drawn_query, drawn_objects = st.session_state.get(DRAWN_KEY, (None, []))
@@ -343,6 +349,8 @@ def workspace(current: Selection) -> None:
         clear_column.button("Clear", key="clear", on_click=clear_drawing, width="stretch")
         caption_column.caption(f"{as_markdown_text(query.name)} · {image_size[0]}×{image_size[1]} pixels. Draw over what you look "
                                "for; releasing the mouse searches.")
+        with caption_column:
+            canvas_companion.attach(f"canvas:{query.key}")
         queries_panel.set_controls(current, query, region, clear_drawing)
         if region is not None:
             displayed = Image.open(io.BytesIO(background))
@@ -379,13 +387,19 @@ def workspace(current: Selection) -> None:
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
         queries_panel.modes_section(current, search, shown)
+        labels_panel.consistency_sentence(search, shown)
         # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the
-        # results wrap under the canvas, and the gallery must come before the figures
-        if shown.figure is None:
-            shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
-                                              result.matches[-1].score)
-        st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
-        labels_panel.show(search, shown)
+        # results wrap under the canvas, and the gallery must come before the figures. Built and sent only while
+        # open: plotly.js (4.7 MB) and three figures of every image's score cost a stroke or an opened link
+        # seconds of the browser's time on a small machine, before the gallery's thumbnails show.
+        plots = st.expander("Score distribution and scores per label", key=FIGURES_KEY, on_change="rerun")
+        if plots.open:
+            with plots:
+                if shown.figure is None:
+                    shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
+                                                      result.matches[-1].score)
+                st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
+                labels_panel.figures(search, shown)
 
 
 def page() -> None:

@@ -146,6 +146,14 @@ def sign_in_gate(app: AppConfig) -> None:
     st.stop()
 
 
+LAYOUT_CSS = Path(__file__).with_name("layout.css")
+
+
+def page_style() -> None:
+    """The page layout rules of layout.css (Streamlit sends a style-only st.html without taking up room)."""
+    st.html(f"<style>{LAYOUT_CSS.read_text(encoding='utf-8')}</style>")
+
+
 def app_config() -> AppConfig:
     """The options after ``--`` and the deployment file; a bad file, or a server that accepts larger uploads than
     the deployment allows, stops the app with its message."""
@@ -204,7 +212,9 @@ def selection() -> Selection | None:
 
 #: Widget values the user chose that outlive the pages showing them: Streamlit forgets a widget's value in a run
 #: that does not draw it (another page, a cache still missing), and the sidebar's per-model layer and grid pickers.
-SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size")
+#: Whether the Search page's figures are open (and so built and sent for every search), and its query picker.
+FIGURES_KEY, PICKER_KEY = "show_figures", "query_picker"
+SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size", FIGURES_KEY)
 _PICKER_PREFIXES = ("layer:", "grid:")
 
 

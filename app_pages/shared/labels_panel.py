@@ -1,5 +1,5 @@
-"""Under every search of a labelled dataset: how consistent the results are with the query's label,
-and every image's score per label (box or violin)."""
+"""Under every search of a labelled dataset: how consistent the results are with the query's label (a sentence,
+and its precision@k figure), and every image's score per label (box or violin)."""
 
 from __future__ import annotations
 
@@ -34,16 +34,23 @@ def _consistency(search: FeatureSearch, shown: ShownSearch) -> tuple[str, go.Fig
     return sentence, precision_figure(consistency.precision, consistency.chance, consistency.label, consistency.top_k)
 
 
-def show(search: FeatureSearch, shown: ShownSearch) -> None:
-    """The label-consistency figure and the per-label distribution of ``shown`` (the page's ShownSearch)."""
-    cache = search.cache
-    if not cache.has_labels():
+def consistency_sentence(search: FeatureSearch, shown: ShownSearch) -> None:
+    """How consistent ``shown`` (the page's ShownSearch) is with the query's label, in one sentence."""
+    if not search.cache.has_labels():
         return
     if shown.outcome.result.approximate:  # only the candidates were scored: per-label figures would mislead
         st.caption("Label consistency and scores per label need every image scored; turn off Approximate to see them.")
         return
-    sentence, precision = common.remembered("label_consistency", (shown.number,), lambda: _consistency(search, shown))
+    sentence, _ = common.remembered("label_consistency", (shown.number,), lambda: _consistency(search, shown))
     st.markdown(sentence)
+
+
+def figures(search: FeatureSearch, shown: ShownSearch) -> None:
+    """The precision@k figure of the query's label and every image's score per label (box or violin)."""
+    cache = search.cache
+    if not cache.has_labels() or shown.outcome.result.approximate:
+        return
+    _, precision = common.remembered("label_consistency", (shown.number,), lambda: _consistency(search, shown))
     if precision is not None:
         st.plotly_chart(precision, key="precision_plot", config={"displaylogo": False})
     kind = st.segmented_control("Scores per label", [BOX, VIOLIN], key="label_plot_kind", default=BOX,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app_pages.shared.common import FIGURES_KEY, PICKER_KEY
 from tests.support.app_cases import ConstructedCase, canvas_key, canvas_rect, canvas_stroke, draw, run_until, shown
 from vfs.cache.catalog import list_caches
 from vfs.cache.indexing import IndexSummary, Progress
@@ -93,6 +94,7 @@ def test_clear_forgets_the_region_until_the_next_drawing(dashboard, constructed_
 
 def test_score_plot_holds_every_image_score(dashboard, constructed_case):
     app = opened(dashboard, constructed_case)
+    app.session_state[FIGURES_KEY] = True  # the figures are built only while their expander is open
     draw(app, canvas_rect(constructed_case.patch_box))
     app.run()
     (chart,) = [chart for chart in app.get("plotly_chart") if chart.proto.id.endswith("-score_plot")]
@@ -150,6 +152,8 @@ def _png(size: tuple[int, int]) -> bytes:
 def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private_case):
     constructed_case = private_case  # the upload is kept in its cache folder
     app = opened(dashboard, constructed_case)
+    app.session_state[PICKER_KEY] = True  # the uploader is in the query picker, drawn while it is open
+    app.run()
     app.file_uploader(key="upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
     assert "notes.png: not a recognised image format" in shown(app.error[0].value)
     app.file_uploader(key="upload").set_value(("huge.png", _png((8000, 6000)), "image/png")).run()
@@ -180,6 +184,8 @@ def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private
 
 def test_a_read_only_deployment_keeps_no_upload_and_says_links_cannot_name_it(dashboard, constructed_case):
     app = opened(dashboard, constructed_case, VFS_READ_ONLY="1")
+    app.session_state[PICKER_KEY] = True  # the uploader is in the query picker, drawn while it is open
+    app.run()
     app.file_uploader(key="upload").set_value(("field.png", _png((300, 200)), "image/png")).run()
     draw(app, canvas_rect((20, 20, 150, 120), image_side=300))
     app.run()

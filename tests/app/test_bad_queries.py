@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from app_pages.shared.common import PICKER_KEY
 from tests.support.app_cases import ConstructedCase, canvas_rect, draw, shown
 from tests.support.bad_files import PATH_ONLY, make_bad_query_files, unreadable
 from tests.support.data import package_photo
@@ -101,7 +102,9 @@ def gallery_captions(app) -> list[str]:
 
 def test_each_file_uploaded_in_the_dashboard(dashboard, constructed_case, corpus):
     root, expected = corpus
-    app = dashboard(constructed_case).run()
+    app = dashboard(constructed_case)
+    app.session_state[PICKER_KEY] = True  # the uploader is in the query picker, drawn while it is open
+    app.run()
     for name, outcome in sorted(expected.items()):
         if name in PATH_ONLY:
             continue
@@ -136,8 +139,10 @@ def test_each_dataset_file_named_by_a_link(dashboard, corpus_dataset, corpus, mo
     _, expected = corpus
     for name, outcome in sorted(expected.items()):
         with unreadable(corpus_dataset.data / "locked.jpg", monkeypatch):
-            app = dashboard(corpus_dataset, query_params={"q": name}).run()
-        assert not app.exception, (name, app.exception)  # the picker's first page shows broken files too
+            app = dashboard(corpus_dataset, query_params={"q": name})
+            app.session_state[PICKER_KEY] = True  # the picker, open: its first page shows broken files too
+            app.run()
+        assert not app.exception, (name, app.exception)
         if outcome == "ok":
             assert app.session_state["query"].dataset_path == name and not app.warning, name
         else:
@@ -151,7 +156,9 @@ def test_each_dataset_file_named_by_a_link(dashboard, corpus_dataset, corpus, mo
 
 
 def test_a_broken_dataset_file_picked_as_the_query_says_why(dashboard, corpus_dataset):
-    app = dashboard(corpus_dataset).run()
+    app = dashboard(corpus_dataset)
+    app.session_state[PICKER_KEY] = True
+    app.run()
     app.button(key="use:empty.jpg").click().run()  # on the picker's first page, shown as a grey square
     assert not app.exception and app.session_state["query"].dataset_path == "empty.jpg"
     draw(app, canvas_rect((0, 0, 200, 200), image_side=480))  # on the grey square that says why

@@ -29,6 +29,29 @@ def drawing_alpha(page, x: float, y: float) -> int:
         ".data[3]", [x / SIDE, y / SIDE])
 
 
+def open_figures(page) -> None:
+    """Open the figures under the gallery (built only while open) and wait for the score distribution."""
+    page.get_by_text("Score distribution and scores per label").first.click()
+    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+    page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+
+
+#: Browser-side, given the canvas's host element: the display of the canvas's own toolbar in its shadow root.
+TOOLBAR_DISPLAY_JS = """() => {
+    for (const host of document.querySelectorAll("[data-testid='stBidiComponentIsolated']")) {
+        const toolbar = host.shadowRoot && host.shadowRoot.querySelector(".dc-toolbar");
+        if (toolbar) return getComputedStyle(toolbar).display;
+    }
+    return null;
+}"""
+#: Browser-side: record when the page sends on its websocket (a stroke reaching the server), in performance time.
+RECORD_SENDS_JS = """() => {
+    window.vfsSends = [];
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) { window.vfsSends.push(performance.now()); return send.call(this, data); };
+}"""
+
+
 def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
@@ -42,8 +65,14 @@ def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, brows
         page.wait_for_function(APP_IDLE_JS, timeout=30_000)  # the canvas's first report has been handled
         page.screenshot(path=str(ARTIFACTS / "browser-1-opened.png"))
 
-        # a stroke across the pasted cat's eyes (image pixels 64..256), drawn with the mouse
+        # one set of drawing controls: hovering the canvas does not show its own toolbar (undo, reset, send)
         box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(400)  # past the toolbar's fade-in delay
+        assert page.evaluate(TOOLBAR_DISPLAY_JS) == "none"
+
+        # a stroke across the pasted cat's eyes (image pixels 64..256), drawn with the mouse
+        page.evaluate(RECORD_SENDS_JS)
         scale = box["width"] / SIDE
         start, end = (100, 110), (220, 230)
         page.mouse.move(box["x"] + start[0] * scale, box["y"] + start[1] * scale)
@@ -52,22 +81,26 @@ def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, brows
             x = start[0] + (end[0] - start[0]) * step / 12
             y = start[1] + (end[1] - start[1]) * step / 12
             page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+        released = page.evaluate("() => performance.now()")
         page.mouse.up()
 
         results = constructed_case.images - 1
         page.wait_for_function(GALLERY_LOADED_JS, arg=[1, results], timeout=60_000)
+        # the stroke went to the server on mouse-up, not after the canvas's own 200 ms send delay
+        sent = [moment - released for moment in page.evaluate("() => window.vfsSends") if moment > released]
+        assert sent and sent[0] < 200, sent
         captions = page.locator(".st-key-gallery [data-testid='stImageCaption']").all_inner_texts()
         assert len(captions) == results
         assert captions[0].startswith("1.") and captions[0].endswith("target.png")
         assert not any("query.png" in caption for caption in captions)
         assert "mask=7." in page.url and "q=pasted%2Fquery.png" in page.url
         page.get_by_text("Searched 11 images").first.wait_for()
-        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)  # the score distribution
         for width in SCREENSHOT_WIDTHS:
             page.set_viewport_size({"width": width, "height": 1700})
             page.wait_for_timeout(800)  # the layout settles to the new width
             page.screenshot(path=str(ARTIFACTS / f"browser-2-results-{width}.png"), full_page=True)
         page.set_viewport_size({"width": 1500, "height": 1700})
+        open_figures(page)
         # the page scrolls inside its own container, so a full-page picture stops at the window: the figures
         # under the gallery are photographed one by one (notes above each plot, legends below, nothing on the data)
         for number, figure in enumerate(page.locator(".js-plotly-plot").all(), 1):
@@ -194,7 +227,7 @@ def test_hostile_links_and_names_reach_no_other_host(hostile_case, browser):
         page.mouse.up()
         results = hostile_case.images - 1
         page.wait_for_function(GALLERY_LOADED_JS, arg=[1, results], timeout=60_000)
-        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)  # the score distribution
+        open_figures(page)
         captions = page.locator(".st-key-gallery [data-testid='stImageCaption']").all_inner_texts()
         # long names are cut in the middle in captions (in full in the Details tooltip), but still shown as text
         assert captions[0].endswith("target.png") and any('<a href="' in c and '**md**' in c for c in captions)

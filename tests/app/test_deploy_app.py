@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app_pages.shared.common import PICKER_KEY
 from tests.support.app_cases import ConstructedCase, canvas_rect, draw, shown
 from vfs.dashboard.selection import display_path
 
@@ -268,6 +269,8 @@ def _png(size: tuple[int, int]) -> bytes:
 def test_upload_limits_come_from_the_file(dashboard, served):
     served.write("[uploads]\nmax_mb = 1\nmax_pixels = 10_000\n")
     app = opened(dashboard, served)
+    app.session_state[PICKER_KEY] = True  # the uploader is in the query picker, drawn while it is open
+    app.run()
     uploader = app.file_uploader(key="upload")
     assert uploader.label == "An image of at most 1 MB" and uploader.proto.max_upload_size_mb == 1
     uploader.set_value(("wide.png", _png((200, 100)), "image/png")).run()

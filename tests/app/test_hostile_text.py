@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from app_pages.shared.common import FIGURES_KEY
 from tests.support.app_cases import IMAGE, LINK, canvas_rect, draw
 from vfs.dashboard.query_images import QueryImage
 
@@ -113,6 +114,7 @@ def test_file_and_folder_names_are_shown_as_text_on_every_page(dashboard, hostil
     app = dashboard(hostile_case)
     app.run()
     app.session_state["query"] = QueryImage.from_dataset(hostile_case.query)
+    app.session_state[FIGURES_KEY] = True  # the figures are built only while their expander is open
     app.run()
     draw(app, canvas_rect(hostile_case.patch_box))
     app.run()

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from app_pages.shared.common import FIGURES_KEY
 from tests.support.app_cases import canvas_rect, draw, shown
 from vfs.analysis.labels import precision_at_k
 from vfs.cache.feature_cache import FeatureCache
@@ -31,6 +32,7 @@ def result_captions(app) -> list[str]:
 
 def searched(dashboard, case, top_k: int = 4):
     app = dashboard(case).run()
+    app.session_state[FIGURES_KEY] = True  # the figures are built only while their expander is open
     app.slider(key="top_k").set_value(top_k)
     draw(app, canvas_rect(case.patch_box))
     app.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app_pages.shared.common import FIGURES_KEY
 from tests.support.app_cases import canvas_rect, draw
 
 LAYER_KEY = "layer:tf_efficientnet_lite0"
@@ -65,3 +66,19 @@ def test_search_from_a_result_keeps_the_matched_window_as_the_region(dashboard, 
     expected[top:top + height, left:left + width] = 1
     assert region is not None and np.array_equal(region.grid_mask, expected)
     assert app.query_params["q"] == constructed_case.target and app.query_params["mask"].startswith("7.")
+
+
+def score_plots(app) -> list:
+    return [chart for chart in app.get("plotly_chart") if chart.proto.id.endswith("-score_plot")]
+
+
+def test_the_figures_are_built_only_while_open_and_stay_open_after_another_page(dashboard, constructed_case):
+    app = opened(dashboard, constructed_case, query_params={"q": constructed_case.query, "box": "64,64,256,256"})
+    assert app.session_state["last_search"].outcome.result.matches and not score_plots(app)  # closed: not built
+    app.session_state[FIGURES_KEY] = True  # as clicking the expander does
+    app.run()
+    assert len(score_plots(app)) == 1
+    for page in ("app_pages/caches.py", "app_pages/search.py"):
+        app.switch_page(page).run()
+        assert not app.exception, (page, app.exception)
+    assert app.session_state[FIGURES_KEY] is True and len(score_plots(app)) == 1

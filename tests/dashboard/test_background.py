@@ -50,6 +50,28 @@ def test_cancel_stops_the_build():
     assert job.progress.done == 50
 
 
+def test_cancel_answers_at_once_while_the_batch_in_flight_finishes():
+    """A build busy with a model batch notices Cancel only after it: the job is cancelled from the click on (the page
+    stops showing progress), and its thread still finishes, so what that batch computed is stored."""
+    jobs, batch_done = IndexJobs(), threading.Event()
+
+    def busy_build(progress, cancel):
+        progress(Progress(8, 100, 0.1))
+        batch_done.wait(5)  # a batch the build cannot interrupt
+        return summary(cancelled=cancel.is_set())
+
+    job = jobs.start(Path("a"), "x", busy_build)
+    assert job.state is JobState.RUNNING and jobs.running() == [job]
+    job.cancel()
+    assert job.state is JobState.CANCELLED and job.stopping and jobs.running() == []
+    assert not job.wait(0.05)  # the thread is still in its batch
+    again = jobs.start(Path("a"), "x", lambda progress, cancel: summary())  # a restart does not wait for it here
+    assert again is not job
+    batch_done.set()
+    assert job.wait(5) and not job.stopping and job.state is JobState.CANCELLED and job.summary.cancelled
+    assert again.wait(5) and again.state is JobState.DONE
+
+
 def test_one_build_per_cache_path():
     jobs, release = IndexJobs(), threading.Event()
     first = jobs.start(Path("a"), "x", slow_build(release))

@@ -2,6 +2,10 @@
 
 The dashboard keeps one :class:`IndexJobs` for the whole server, so two browser tabs asking
 for the same missing cache share one build, and a build outlives the page that started it.
+
+Cancel answers at once, whatever the batch size: the job counts as cancelled from that moment, while its
+thread finishes the batch in flight, stores the images it finished and stops (a build started again
+meanwhile waits for it on the cache folder's lock).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class IndexJob:
 
     @property
     def state(self) -> JobState:
+        if self.stopping:
+            return JobState.CANCELLED
         if self._thread is not None and self._thread.is_alive():
             return JobState.RUNNING
         if self.error is not None:
@@ -57,14 +63,19 @@ class IndexJob:
             return 0.0
         return min(1.0, self.progress.done / self.progress.total)
 
+    @property
+    def stopping(self) -> bool:
+        """Cancelled, and still finishing the batch in flight (whose images it stores)."""
+        return self.cancel_event.is_set() and self._thread is not None and self._thread.is_alive()
+
     def cancel(self) -> None:
         self.cancel_event.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True once the build has stopped."""
+        """True once the build's thread has stopped (a cancelled one after storing what it finished)."""
         if self._thread is not None:
             self._thread.join(timeout)
-        return self.state is not JobState.RUNNING
+        return self._thread is None or not self._thread.is_alive()
 
     def _run(self, build: Build) -> None:
         try:

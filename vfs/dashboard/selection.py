@@ -18,7 +18,9 @@ from vfs.errors import DatasetError, ModelError, WeightsUnavailableError
 from vfs.feature_search import FeatureSearch
 from vfs.features.models import FeatureModel, LayerInfo
 
-#: Images per model batch of a dashboard build: Cancel waits for the batch in flight, under a second on a CPU.
+#: Images per model batch of a dashboard build: measured side by side (bench/dashboard_indexing.py, RESULTS.md),
+#: dashboard builds in batches of 8 indexed faster than in the command line's 32. Cancel does not wait for the
+#: batch in flight (IndexJob.stopping).
 BUILD_BATCH = 8
 
 
