@@ -8,6 +8,8 @@ from PIL import Image
 
 from vfs.cli import main
 
+pytestmark = pytest.mark.torch  # the commands index, search or list with timm's models
+
 
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
