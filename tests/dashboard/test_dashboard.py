@@ -28,7 +28,6 @@ from vfs.dashboard.selection import (
     resolve_dataset,
 )
 from vfs.errors import DatasetError, ImageError
-from vfs.features.models import load_model
 from vfs.similarity.region import Region
 
 
