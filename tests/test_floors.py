@@ -30,8 +30,11 @@ def declared_floors() -> dict[str, str | None]:
     floors: dict[str, str | None] = {}
     for requirement in requirements:
         name, floor = _REQUIREMENT.match(requirement).groups()
-        if _normalised(name) != "vfs":  # vfs[unit,...]: the extras themselves, listed above
-            floors[_normalised(name)] = floor
+        name = _normalised(name)
+        if name == "vfs":  # vfs[unit,...]: the extras themselves, listed above
+            continue
+        if name not in floors or floor is None or (floors[name] is not None and _release(floor) > _release(floors[name])):
+            floors[name] = floor  # in several lists (streamlit: the app's and the tests'), the highest floor holds
     return floors
 
 
