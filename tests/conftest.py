@@ -30,8 +30,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def torch():
-    """PyTorch, for the tests that use it directly: a test module that imported it at its top could not even be
-    collected where torch is not installed, so as not to run its tests that need no torch."""
+    """PyTorch, for the tests that use it directly: a test module that imported it at its top could not be
+    collected where torch is not installed, and its tests that need no torch would not run there."""
     import torch
 
     return torch
