@@ -51,8 +51,8 @@ unit-other-pythons:
 
 # the dependency floors: every direct dependency at the oldest version pyproject.toml allows (tests/floors.txt), on the
 # oldest Python supported, in a venv of its own; then every test but the slow studies (the dashboard's AppTest and
-# browser tests included), and Ray's. About 6 GB (PyTorch 2.1 from PyPI comes with its CUDA libraries) and
-# 20 minutes on 2 cores; not part of make test.
+# browser tests included), and Ray's. About 6 GB (PyTorch 2.1 from PyPI comes with its CUDA libraries), 3 minutes
+# to install and 8 to test on 2 cores; not part of make test.
 FLOORS_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.10.*/bin/python3))
 FLOORS_VENV ?= $(VENV)-floors
 floors: browser-deps
