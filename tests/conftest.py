@@ -12,13 +12,29 @@ from tests.support.data import package_photo
 pytest_plugins = ["tests.support.app_fixtures"]  # the dashboard fixtures, for the page and browser tests
 
 APP_TESTS = Path(__file__).parent / "app"
+#: Fixtures that are PyTorch or load a model (timm on PyTorch): a test that uses one, directly or through another
+#: fixture, needs torch.
+TORCH_FIXTURES = frozenset({"torch", "lite0", "constructed_case"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests of the running dashboard (tests/app/) are marked ``app``: ``-m "not app"`` leaves the unit tests."""
+    """Tests of the running dashboard (tests/app/) are marked ``app``: ``-m "not app"`` leaves the unit tests.
+    Tests that use a fixture of TORCH_FIXTURES are marked ``torch``, as are, by hand, those that run PyTorch otherwise:
+    ``-m "not torch"`` leaves the tests that the small environments of other Pythons run (make unit-other-pythons)."""
     for item in items:
         if APP_TESTS in Path(item.fspath).parents:
             item.add_marker(pytest.mark.app)
+        if TORCH_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.torch)
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, for the tests that use it directly: a test module that imported it at its top could not be
+    collected where torch is not installed, and its tests that need no torch would not run there."""
+    import torch
+
+    return torch
 
 
 @pytest.fixture(scope="session")

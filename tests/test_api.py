@@ -69,6 +69,7 @@ def test_index_on_ray_through_the_api(tmp_path, lite0, photo_dir):
         assert np.all(np.abs(a32 - b32) <= step + 4e-6 * np.abs(b32).max())
 
 
+@pytest.mark.torch  # indexing runs the model
 def test_a_symlinked_dataset_file_is_found_as_the_query(tmp_path, photo_dir):
     """A dataset of links (to photos elsewhere) excludes the query by the link's own path."""
     linked = tmp_path / "linked"

@@ -10,6 +10,8 @@ from vfs.analysis.match_modes import search_modes
 from vfs.cli import main
 from vfs.feature_search import FeatureSearch
 
+pytestmark = pytest.mark.torch  # the commands index, search or list with timm's models
+
 
 def run(capsys, *argv):
     code = main([str(a) for a in argv])

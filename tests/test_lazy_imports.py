@@ -56,6 +56,7 @@ def indexed(tmp_path_factory):
     return fs
 
 
+@pytest.mark.torch  # indexing runs the model
 def test_dataset_query_in_a_fresh_process_needs_no_torch(indexed):
     if kernel.load() is None:
         pytest.skip(f"the fused kernel is unavailable here ({kernel.error}), so search runs on torch")
@@ -83,6 +84,7 @@ def test_dataset_query_in_a_fresh_process_needs_no_torch(indexed):
         np.testing.assert_allclose(scores, lazy["scores"], atol=1e-6)
 
 
+@pytest.mark.torch
 def test_the_model_is_loaded_only_for_a_query_outside_the_cache(indexed):
     lazy = FeatureSearch(indexed.data, layer=LAYER, grid=GRID, cache_dir=indexed.cache_dir)
     assert lazy._model is None and lazy.spec == indexed.spec and lazy.cache_path == indexed.cache_path
@@ -96,6 +98,7 @@ def test_the_model_is_loaded_only_for_a_query_outside_the_cache(indexed):
     assert uploaded.matches == indexed.search(upload, box=(0, 0, 200, 150), top_k=3).matches
 
 
+@pytest.mark.torch
 def test_an_out_of_date_card_gives_way_to_the_model(indexed):
     (card_file,) = (indexed.cache_dir / MODEL_CARDS).glob("*.json")
     saved = card_file.read_text()
@@ -127,9 +130,7 @@ print(json.dumps({"listed": listed, "before": before, "name": backend.name, "tor
     assert not got["torch"] or kernel.load() is None
 
 
-def test_auto_backend_is_cuda_only_with_a_cuda_device():
-    import torch
-
+def test_auto_backend_is_cuda_only_with_a_cuda_device(torch):
     got = python("""
 import json, sys
 from vfs.similarity.exact import default_backend, get_backend

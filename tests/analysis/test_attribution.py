@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from vfs.analysis.attribution import (
-    ATTRIBUTION_METHODS,
-    AttributionError,
-    match_attribution,
-    score_attribution,
-    window_score,
-)
 from vfs.analysis.units import channel_contributions
 from vfs.feature_search import FeatureSearch
 from vfs.features.images import load_image
 from vfs.pictures import attribution_picture
 from vfs.similarity.exact import Query
+
+
+@pytest.fixture(scope="module")
+def api(torch):
+    """vfs.analysis.attribution, which imports torch: imported here, so that the picture's test runs without it."""
+    from vfs.analysis import attribution
+
+    return attribution
 
 
 @pytest.fixture(scope="module")
@@ -38,31 +38,31 @@ def _random_query(rng: np.random.Generator) -> Query:
     return Query(rng.normal(size=(6, 5, 5)).astype(np.float32), mask)
 
 
-def test_window_score_is_the_search_cosine_and_its_gradient_is_exact():
+def test_window_score_is_the_search_cosine_and_its_gradient_is_exact(api, torch):
     rng = np.random.default_rng(0)
     query = _random_query(rng)
     grid = torch.from_numpy(rng.normal(size=(6, 5, 5))).requires_grad_(True)
     for top, left in ((0, 0), (3, 2), (1, 1)):
         expected = channel_contributions(query, grid.detach().numpy(), (top, left)).score
-        assert window_score(grid, query, (top, left)).item() == pytest.approx(expected, abs=1e-12)
-        assert torch.autograd.gradcheck(lambda g: window_score(g, query, (top, left)), (grid,))
-    with pytest.raises(AttributionError, match="does not fit"):
-        window_score(grid, query, (4, 0))
+        assert api.window_score(grid, query, (top, left)).item() == pytest.approx(expected, abs=1e-12)
+        assert torch.autograd.gradcheck(lambda g: api.window_score(g, query, (top, left)), (grid,))
+    with pytest.raises(api.AttributionError, match="does not fit"):
+        api.window_score(grid, query, (4, 0))
 
 
-def test_the_score_recomputed_with_gradients_is_the_search_score(constructed_search, constructed_case):
+def test_the_score_recomputed_with_gradients_is_the_search_score(api, constructed_search, constructed_case):
     search, query, result = constructed_search
     assert result.matches[0].path == constructed_case.target
     for match in result.matches:
-        attribution = match_attribution(search, query, match)
+        attribution = api.match_attribution(search, query, match)
         # the cache holds float16 grids; the attribution pools the fresh float32 activations
         assert attribution.score == pytest.approx(match.score, abs=2e-3)
 
 
-def test_the_map_covers_the_image_and_only_the_window_drives_the_score(constructed_search, constructed_case):
+def test_the_map_covers_the_image_and_only_the_window_drives_the_score(api, constructed_search, constructed_case):
     search, query, result = constructed_search
     match = result.matches[0]
-    attribution = match_attribution(search, query, match)
+    attribution = api.match_attribution(search, query, match)
     width, height = Image.open(constructed_case.data / match.path).size
     assert attribution.heatmap.shape == (height, width) and attribution.heatmap.dtype == np.float32
     assert attribution.heatmap.min() >= 0.0 and attribution.heatmap.max() <= 1.0
@@ -76,36 +76,36 @@ def test_the_map_covers_the_image_and_only_the_window_drives_the_score(construct
     assert not attribution.layer_map[outside].any()
 
 
-def test_the_map_changes_with_the_query_region(constructed_search, constructed_case):
+def test_the_map_changes_with_the_query_region(api, constructed_search, constructed_case):
     search, query, result = constructed_search
     match = result.matches[0]
     image = load_image(constructed_case.data / match.path)
     features, size = search.query_features(constructed_case.data / constructed_case.query)
     elsewhere = Query(features, search.grid_mask(size, box=(256, 0, 448, 192)))  # grass, also 3×3 cells
     assert elsewhere.window_shape == query.window_shape
-    patch = score_attribution(search.model, search.layer, image, query, match.window)
-    grass = score_attribution(search.model, search.layer, image, elsewhere, match.window)
+    patch = api.score_attribution(search.model, search.layer, image, query, match.window)
+    grass = api.score_attribution(search.model, search.layer, image, elsewhere, match.window)
     assert abs(patch.score - grass.score) > 0.1
     assert not np.allclose(patch.layer_map, grass.layer_map, atol=0.05)
 
 
-def test_attribution_is_deterministic_and_every_method_runs(constructed_search):
+def test_attribution_is_deterministic_and_every_method_runs(api, constructed_search):
     search, query, result = constructed_search
     match = result.matches[1]
-    first = match_attribution(search, query, match)
-    np.testing.assert_array_equal(first.layer_map, match_attribution(search, query, match).layer_map)
-    for method in ATTRIBUTION_METHODS:
-        other = match_attribution(search, query, match, method)
+    first = api.match_attribution(search, query, match)
+    np.testing.assert_array_equal(first.layer_map, api.match_attribution(search, query, match).layer_map)
+    for method in api.ATTRIBUTION_METHODS:
+        other = api.match_attribution(search, query, match, method)
         assert other.method == method and other.score == first.score
         assert other.layer_map.shape == (7, 7) and other.layer_map.max() == pytest.approx(1.0)
-    with pytest.raises(AttributionError, match="Unknown attribution method"):
-        match_attribution(search, query, match, "saliency")
+    with pytest.raises(api.AttributionError, match="Unknown attribution method"):
+        api.match_attribution(search, query, match, "saliency")
 
 
-def test_attribution_runs_inside_inference_mode(constructed_search):
+def test_attribution_runs_inside_inference_mode(api, torch, constructed_search):
     search, query, result = constructed_search
     with torch.inference_mode():  # as a server thread or a notebook might call it
-        attribution = match_attribution(search, query, result.matches[0])
+        attribution = api.match_attribution(search, query, result.matches[0])
     assert attribution.layer_map.max() == pytest.approx(1.0)
 
 

@@ -45,17 +45,18 @@ def test_terms_are_the_cosine_numerator_split_by_channel():
             assert parts.shares.sum() == pytest.approx(1.0, abs=1e-9)
 
 
-def test_score_reproduces_the_search_at_every_window():
+# the fused kernel (where it builds) and the PyTorch paths
+@pytest.mark.parametrize("strategy", [None, *(pytest.param(s, marks=pytest.mark.torch) for s in ("conv", "cells"))])
+def test_score_reproduces_the_search_at_every_window(strategy):
     rng = np.random.default_rng(1)
     query = _query(rng)
     candidates = rng.normal(size=(3, *query.features.shape)).astype(np.float16)
     norms = np.einsum("ncij,ncij->nij", candidates.astype(np.float32), candidates.astype(np.float32))
-    for strategy in (None, "conv", "cells"):  # the fused kernel (where it builds) and the PyTorch paths
-        scores = TorchBackend("cpu", strategy).window_scores(candidates, norms, query)
-        for n in range(len(candidates)):
-            for y, x in np.ndindex(scores.shape[1:]):
-                parts = channel_contributions(query, candidates[n], (y, x))
-                assert parts.score == pytest.approx(float(scores[n, y, x]), abs=1e-5)
+    scores = TorchBackend("cpu", strategy).window_scores(candidates, norms, query)
+    for n in range(len(candidates)):
+        for y, x in np.ndindex(scores.shape[1:]):
+            parts = channel_contributions(query, candidates[n], (y, x))
+            assert parts.score == pytest.approx(float(scores[n, y, x]), abs=1e-5)
 
 
 def test_a_match_of_a_search_is_explained_exactly(tmp_path):

@@ -35,6 +35,7 @@ def test_labels_travel_in_links():
     assert "labels=" in str(from_params({"labels": " , "})[1][0])
 
 
+@pytest.mark.torch  # timm looks the weights up
 def test_a_model_that_cannot_load_says_so_in_one_line_without_cli_flags(monkeypatch):
     from vfs.features import models
 

@@ -28,13 +28,12 @@ from vfs.dashboard.selection import (
     resolve_dataset,
 )
 from vfs.errors import DatasetError, ImageError
-from vfs.features.models import load_model
 from vfs.similarity.region import Region
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_model()
+def model(lite0):
+    return lite0  # the default model
 
 
 def test_arguments_after_the_double_dash_and_environment_fallbacks(tmp_path):

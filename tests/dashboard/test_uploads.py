@@ -86,6 +86,7 @@ def test_a_read_only_store_opens_uploads_and_keeps_no_new_one(tmp_path):
         reader.put(b"new")
 
 
+@pytest.mark.streamlit  # against Streamlit's own upload manager
 def test_the_sweeper_releases_all_but_each_sessions_newest_upload_once_due():
     from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
     from streamlit.runtime.uploaded_file_manager import UploadedFileRec

@@ -25,6 +25,7 @@ def test_engines_are_registered_by_name():
         get_engine("spark")
 
 
+@pytest.mark.torch  # the ray engine module runs the model
 def test_missing_ray_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     monkeypatch.delitem(sys.modules, "vfs.features.ray_extraction", raising=False)
@@ -62,10 +63,9 @@ def test_missing_uri_dataset_is_a_dataset_error(tmp_path, lite0):
 
 @pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
                                       ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-def test_channels_last_batches_hold_the_values_caches_are_keyed_on(mean, std):
+def test_channels_last_batches_hold_the_values_caches_are_keyed_on(torch, mean, std):
     """The local engine normalises in place, without transposes, and stacks channels-last; the values
     must stay numpy's float32 ``(x / 255 - mean) / std`` of every byte value in every channel."""
-    import torch
     from PIL import Image
 
     from vfs.features.models import Preprocessing

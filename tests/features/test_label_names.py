@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from vfs.features.label_names import LabelNames, read_label_names, wordnet_names
@@ -26,7 +24,7 @@ def test_a_file_without_the_columns_or_unreadable_leaves_folder_names(tmp_path):
     assert read_label_names(tmp_path).name("shirt") == "shirt"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="WordNet names come from timm's table")
+@pytest.mark.torch  # WordNet names come from timm's table, and timm comes with torch
 def test_wordnet_ids_are_named_from_timm_unless_a_file_says_otherwise(tmp_path):
     assert wordnet_names()["n01440764"] == "tench"
     assert LabelNames().name("n01440764") == "tench"

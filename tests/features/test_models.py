@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
-import torch
 
 from tests.support.data import package_photo
 from vfs.errors import LayerError, ModelError
 from vfs.features.images import load_image
 from vfs.features.models import list_models, load_model
 
+pytestmark = pytest.mark.torch  # timm's models, on PyTorch
 
-def test_bundled_lite0_classifies_chelsea_as_a_cat(lite0):
+
+def test_bundled_lite0_classifies_chelsea_as_a_cat(torch, lite0):
     image = load_image(package_photo("chelsea.png"))
     with torch.inference_mode():
         logits = lite0.network(lite0.preprocessing(image)[None].to(memory_format=torch.channels_last))
@@ -25,7 +26,7 @@ def test_layers_list_every_intermediate_with_shapes(lite0):
     assert lite0.default_layer.name == "blocks.6"
 
 
-def test_extracting_one_layer_matches_the_full_forward(lite0):
+def test_extracting_one_layer_matches_the_full_forward(torch, lite0):
     x = torch.randn(2, 3, 224, 224)
     layer = lite0.layer("blocks.4")
     with torch.inference_mode():
@@ -64,7 +65,7 @@ def test_untrained_only_when_asked_and_labelled():
     assert again.fingerprint == model.fingerprint  # seeded, so caches of untrained models are reusable
 
 
-def test_vit_tokens_come_back_as_grids():
+def test_vit_tokens_come_back_as_grids(torch):
     model = load_model("vit_tiny_patch16_224", weights="untrained", device="cpu")
     assert len(model.layers) == 12
     assert all((layer.channels, layer.height, layer.width) == (192, 14, 14) for layer in model.layers)
@@ -72,7 +73,7 @@ def test_vit_tokens_come_back_as_grids():
     assert grid.shape == (1, 192, 7, 7)
 
 
-def test_local_weights_files_load_and_pickles_are_refused(tmp_path, lite0):
+def test_local_weights_files_load_and_pickles_are_refused(torch, tmp_path, lite0):
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in lite0.network.state_dict().items()}
@@ -93,7 +94,7 @@ def test_local_weights_files_load_and_pickles_are_refused(tmp_path, lite0):
         load_model("resnet18", weights=tmp_path / "lite0.safetensors")
 
 
-def test_bundled_weights_are_checked_shape_by_shape(monkeypatch, lite0):
+def test_bundled_weights_are_checked_shape_by_shape(torch, monkeypatch, lite0):
     from vfs.features import models
 
     real = models._read_weights_file

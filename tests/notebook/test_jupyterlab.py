@@ -18,9 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.support.data import package_photo
 
@@ -52,6 +50,9 @@ def free_port() -> int:
 
 def prepare_workspace(root: Path) -> None:
     """Photos in label folders, the notebook, and lab settings that keep news pop-ups away."""
+    import nbformat  # the notebook tools are in the test extras, not in the small environments of other Pythons
+    from nbformat.v4 import new_code_cell, new_notebook
+
     for folder, names in {"animals": ["chelsea.png", "astronaut.png"], "things": ["coffee.png", "rocket.jpg"],
                           "textures": ["brick.png", "grass.png"]}.items():
         (root / "work" / "photos" / folder).mkdir(parents=True)
@@ -139,6 +140,7 @@ def drag(page, canvas, start: tuple[float, float], end: tuple[float, float], ste
 
 
 @pytest.mark.browser
+@pytest.mark.torch  # the notebook's widget runs a model
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (make browser-deps)")
 def test_draw_in_jupyterlab_and_read_the_region_from_python(jupyterlab):
     from playwright.sync_api import expect, sync_playwright

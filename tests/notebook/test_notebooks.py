@@ -1,11 +1,15 @@
 """The example notebooks run top to bottom as on a fresh machine: the shipped demo photos, no ../shared."""
 
+from __future__ import annotations
+
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+if TYPE_CHECKING:
+    import nbformat
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 300
@@ -39,8 +43,12 @@ def test_the_five_studies_are_there():
 
 
 @pytest.mark.slow
+@pytest.mark.torch  # the notebooks run models
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, fresh_repo):
+    import nbformat  # the notebook tools are in the test extras, not in the small environments of other Pythons
+    from nbclient import NotebookClient
+
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(fresh_repo / "notebooks")}})

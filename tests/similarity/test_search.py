@@ -33,7 +33,7 @@ def masks(grid: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("grid,channels", [(7, 24), (5, 9), (10, 6)])
-@pytest.mark.parametrize("strategy", [None, "dense", "cells", "conv"])
+@pytest.mark.parametrize("strategy", [None, *(pytest.param(s, marks=pytest.mark.torch) for s in ("dense", "cells", "conv"))])
 def test_search_equals_brute_force_on_random_features(tmp_path, grid, channels, strategy):
     rng = np.random.default_rng(grid * 100 + channels)
     # ReLU-like features with some all-zero cells and one all-zero image, as real layers have

@@ -29,7 +29,7 @@ def regions(grid: int) -> dict[str, np.ndarray]:
     return {"one cell": one, "2x2 soft": block, "full grid": np.ones((grid, grid), np.float32)}
 
 
-@pytest.mark.parametrize("inner", ["torch-cpu", "conv"])
+@pytest.mark.parametrize("inner", ["torch-cpu", pytest.param("conv", marks=pytest.mark.torch)])
 def test_sharded_search_equals_single_file_search(tmp_path, features, inner):
     if inner == "torch-cpu" and kernel.load() is None:
         pytest.skip("the PyTorch fallback's matrix products round duplicates by chunk (docs/scale-out.md)")

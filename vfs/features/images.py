@@ -132,7 +132,9 @@ def load_image(source: str | Path | bytes | Image.Image, max_pixels: int = DEFAU
         if isinstance(source, Image.Image):
             image = source
         else:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            # a path as str: Pillow 10 resolves a Path first, and pathlib on Python 3.10 reports a symlink
+            # loop as RuntimeError, not as the OSError (ELOOP) that opening the file reports everywhere
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
         width, height = image.size
         if width < 1 or height < 1:
             raise ImageError(f"{name}: empty image ({width}×{height})")

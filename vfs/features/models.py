@@ -17,6 +17,7 @@ import importlib.metadata
 import inspect
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -353,8 +354,11 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path))
         else:
-            # weights_only: never unpickle arbitrary objects from a file
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            # weights_only: never unpickle arbitrary objects from a file. torch 2.1's weights-only loader warns
+            # about its own use of TypedStorage, which would put a line of torch's internals before any message
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here is a bad weights file
         raise ModelError(f"Cannot read weights file {path}: {type(exc).__name__}: {exc}") from None
     for wrapper in ("state_dict", "model", "model_state_dict"):
