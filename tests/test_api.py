@@ -83,6 +83,7 @@ def test_a_symlinked_dataset_file_is_found_as_the_query(tmp_path, photo_dir):
     assert f"animals/{query.name}" not in [m.path for m in result.matches] and len(result.matches) == 3
 
 
+@pytest.mark.torch  # indexing runs the model
 def test_a_pyramid_level_opens_before_the_model_is_loaded(tmp_path, photo_dir):
     """A FeatureSearch that read its model's saved card has not loaded the model; its first scale_level loads it
     (under the lock that loading takes too) instead of waiting for itself."""

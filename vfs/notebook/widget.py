@@ -501,12 +501,7 @@ class SearchWidget(anywidget.AnyWidget):
         except (VfsError, ValueError, OSError) as exc:
             self._fail(exc)
             return
-        self._result = result
-        self._show(list(result.matches), payload)
-        self._error = ""
-        region = "box" if self._drawn.box is not None else "mask"
-        self._status = (f"top {len(result.matches)} of {len(result.scores):,} images · {region} region · "
-                        f"{result.seconds * 1000:.0f} ms")
+        self._searched(result, payload, "box region" if self._drawn.box is not None else "mask region")
 
     def _search_set(self) -> None:
         if all(region.negative for region in self._set):
@@ -519,10 +514,13 @@ class SearchWidget(anywidget.AnyWidget):
         except (VfsError, ValueError, OSError) as exc:
             self._fail(exc)
             return
+        self._searched(result, payload, self._set_status())
+
+    def _searched(self, result: SearchResult | RegionSetResult, payload: list[dict[str, Any]], query: str) -> None:
         self._result = result
         self._show(list(result.matches), payload)
         self._error = ""
-        self._status = (f"top {len(result.matches)} of {len(result.scores):,} images · {self._set_status()} · "
+        self._status = (f"top {len(result.matches)} of {len(result.scores):,} images · {query} · "
                         f"{result.seconds * 1000:.0f} ms")
 
     def _fail(self, error: Exception) -> None:
