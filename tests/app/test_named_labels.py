@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app_pages.shared.common import FIGURES_KEY
 from tests.support.app_cases import ConstructedCase, canvas_rect, draw, make_constructed_dataset, shown
 from vfs.cache.indexing import build_index
 from vfs.features import label_names
@@ -82,6 +83,7 @@ def assert_no_wordnet_id(texts) -> None:
 
 def test_gallery_vote_filter_and_plots_show_names_not_wordnet_ids(dashboard, imagenette_case, names_source):
     app = dashboard(imagenette_case).run()
+    app.session_state[FIGURES_KEY] = True  # the figures are built only while their expander is open
     app.slider(key="top_k").set_value(TOP_K)
     draw(app, canvas_rect(imagenette_case.patch_box))
     app.run()
