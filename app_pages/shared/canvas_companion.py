@@ -10,13 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
-_COMPONENT = st.components.v2.component(
-    "vfs.canvas_companion", js=(Path(__file__).with_name("canvas_companion.js")).read_text(encoding="utf-8"),
-    isolate_styles=False)
+_JS = Path(__file__).with_name("canvas_companion.js").read_text(encoding="utf-8")
 
 
 def attach(canvas_key: str) -> None:
     """Mount the companion beside the canvas keyed ``canvas_key``; a new key (another query image) makes it look
     for the new canvas's toolbar at once. The page gets a checksum of the key, not the file name it holds."""
-    _COMPONENT(key="canvas_companion", data={"canvas": zlib.crc32(canvas_key.encode())}, width="content",
-               height="content")
+    # declared on every run, not once at import: a Streamlit runtime other than the one that first imported this
+    # module (Streamlit < 1.67's AppTest makes one per test) has its own component registry
+    companion = st.components.v2.component("vfs.canvas_companion", js=_JS, isolate_styles=False)
+    companion(key="canvas_companion", data={"canvas": zlib.crc32(canvas_key.encode())}, width="content",
+              height="content")
