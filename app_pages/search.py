@@ -358,7 +358,7 @@ def workspace(current: Selection) -> None:
                      caption=f"The region on the {current.grid}×{current.grid} feature grid")
     with results_column:
         # side by side while they fit, one under another when the column is narrow, never cut off
-        controls = st.container(horizontal=True, wrap=True, gap="medium", vertical_alignment="bottom")
+        controls = st.container(horizontal=True, wrap=True, gap="small", vertical_alignment="bottom")
         st.session_state.setdefault("top_k", 12)
         top_k = controls.slider("Results (k)", 1, MAX_TOP_K, key="top_k", width=240, persist_state="session")
         exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content", persist_state="session")
@@ -380,12 +380,14 @@ def workspace(current: Selection) -> None:
             st.error(as_markdown_text(exc))
             return
         result = shown.outcome.result
-        st.caption(as_markdown_text(describe_search(shown.outcome, len(search.cache)))
-                   + fallback_note(shown.outcome.result.backend))
+        # under the gallery: above it, on a laptop screen, it pushes the first result below the fold
+        how_searched = as_markdown_text(describe_search(shown.outcome, len(search.cache))) + fallback_note(result.backend)
         if not result.matches:
             st.info("No image to show (is the query the only image?).")
+            st.caption(how_searched)
             return
         gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
+        st.caption(how_searched)
         queries_panel.modes_section(current, search, shown)
         labels_panel.consistency_sentence(search, shown)
         # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the

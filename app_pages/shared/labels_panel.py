@@ -3,11 +3,10 @@ and its precision@k figure), and every image's score per label (box or violin)."
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.shared import common
-from vfs.analysis.labels import label_consistency
+from vfs.analysis.labels import LabelConsistency, label_consistency
 from vfs.dashboard.plots import BOX, VIOLIN, label_distribution, precision_figure
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import ShownSearch
@@ -22,16 +21,12 @@ def _query_row(search: FeatureSearch, shown: ShownSearch) -> int | None:
     return search.cache.index_of(query.dataset_path) if query.dataset_path is not None else None
 
 
-def _consistency(search: FeatureSearch, shown: ShownSearch) -> tuple[str, go.Figure | None]:
-    """A sentence on the precision of the query's label, and its precision@k figure."""
-    consistency = label_consistency(shown.outcome.result.scores, search.named_labels, _query_row(search, shown),
-                                    len(shown.outcome.result.matches), PRECISION_DEPTH)
-    if isinstance(consistency, str):
-        return consistency, None
-    sentence = (f"**Label consistency:** {consistency.at_k:.0%} of the top {consistency.top_k} (the query image "
-                f"itself left out) are labelled **{as_markdown_text(consistency.label)}**, like the query; by chance "
-                f"{consistency.chance:.0%} would be.")
-    return sentence, precision_figure(consistency.precision, consistency.chance, consistency.label, consistency.top_k)
+def _consistency(search: FeatureSearch, shown: ShownSearch) -> LabelConsistency | str:
+    """The precision of the query's label among the results (a reason when there is none), computed once per search:
+    the sentence shows under every search, its figure only while the figures are open."""
+    return common.remembered("label_consistency", (shown.number,), lambda: label_consistency(
+        shown.outcome.result.scores, search.named_labels, _query_row(search, shown),
+        len(shown.outcome.result.matches), PRECISION_DEPTH))
 
 
 def consistency_sentence(search: FeatureSearch, shown: ShownSearch) -> None:
@@ -41,8 +36,13 @@ def consistency_sentence(search: FeatureSearch, shown: ShownSearch) -> None:
     if shown.outcome.result.approximate:  # only the candidates were scored: per-label figures would mislead
         st.caption("Label consistency and scores per label need every image scored; turn off Approximate to see them.")
         return
-    sentence, _ = common.remembered("label_consistency", (shown.number,), lambda: _consistency(search, shown))
-    st.markdown(sentence)
+    consistency = _consistency(search, shown)
+    if isinstance(consistency, str):
+        st.markdown(consistency)
+        return
+    st.markdown(f"**Label consistency:** {consistency.at_k:.0%} of the top {consistency.top_k} (the query image itself "
+                f"left out) are labelled **{as_markdown_text(consistency.label)}**, like the query; by chance "
+                f"{consistency.chance:.0%} would be.")
 
 
 def figures(search: FeatureSearch, shown: ShownSearch) -> None:
@@ -50,8 +50,10 @@ def figures(search: FeatureSearch, shown: ShownSearch) -> None:
     cache = search.cache
     if not cache.has_labels() or shown.outcome.result.approximate:
         return
-    _, precision = common.remembered("label_consistency", (shown.number,), lambda: _consistency(search, shown))
-    if precision is not None:
+    consistency = _consistency(search, shown)
+    if not isinstance(consistency, str):
+        precision = common.remembered("precision_figure", (shown.number,), lambda: precision_figure(
+            consistency.precision, consistency.chance, consistency.label, consistency.top_k))
         st.plotly_chart(precision, key="precision_plot", config={"displaylogo": False})
     kind = st.segmented_control("Scores per label", [BOX, VIOLIN], key="label_plot_kind", default=BOX,
                                 format_func=str.capitalize) or BOX

@@ -161,12 +161,13 @@ def set_controls(current: Selection, query: QueryImage, region: Region | None,
                  clear_canvas: Callable[[], None]) -> None:
     """Under the canvas: add the drawn region to the query set, and the set's regions, each removable."""
     add_column, negative_column = st.columns(2)
-    add_column.button("Add to query (like this)", key="add_region", disabled=region is None, width="stretch",
+    # the notebook widget's words: short enough for the canvas column at its narrowest (layout.css)
+    add_column.button("+ like this", key="add_region", disabled=region is None, width="stretch",
                       on_click=_add, args=(query, region, False, clear_canvas),
-                      help="Keep this region in the query and draw another: results must resemble every region kept")
-    negative_column.button("Add as negative (not like this)", key="add_negative", disabled=region is None,
+                      help="Add this region to the query and draw another: results must resemble every region kept")
+    negative_column.button("− not like this", key="add_negative", disabled=region is None,
                            width="stretch", on_click=_add, args=(query, region, True, clear_canvas),
-                           help="Results resembling this region are pushed down")
+                           help="Add this region to the query as a negative: results resembling it are pushed down")
     regions = region_set()
     if not regions:
         return

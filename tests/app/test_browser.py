@@ -44,6 +44,10 @@ TOOLBAR_DISPLAY_JS = """() => {
     }
     return null;
 }"""
+#: Browser-side, given an element: does every part of it show its whole content (a label cut off by an ellipsis
+#: is wider inside than it shows)?
+NOTHING_CUT_OFF_JS = """(root) => Array.from(root.querySelectorAll("*")).every(
+    (part) => part.clientWidth === 0 || part.scrollWidth <= part.clientWidth)"""
 #: Browser-side: record when the page sends on its websocket (a stroke reaching the server), in performance time.
 RECORD_SENDS_JS = """() => {
     window.vfsSends = [];
@@ -95,6 +99,14 @@ def test_mouse_stroke_finds_the_target_and_shows_details(constructed_case, brows
         assert not any("query.png" in caption for caption in captions)
         assert "mask=7." in page.url and "q=pasted%2Fquery.png" in page.url
         page.get_by_text("Searched 11 images").first.wait_for()
+        # a laptop screen beside the sidebar: the best match and its caption show without scrolling, and no
+        # button under the canvas is cut off
+        page.set_viewport_size({"width": 1000, "height": 800})
+        page.wait_for_timeout(800)
+        first_caption = page.locator(".st-key-gallery [data-testid='stImageCaption']").first.bounding_box()
+        assert first_caption["y"] + first_caption["height"] <= 800, first_caption
+        for key in ("add_region", "add_negative", "clear"):
+            assert page.locator(f".st-key-{key}").first.evaluate(NOTHING_CUT_OFF_JS), key
         for width in SCREENSHOT_WIDTHS:
             page.set_viewport_size({"width": width, "height": 1700})
             page.wait_for_timeout(800)  # the layout settles to the new width

@@ -39,13 +39,13 @@ def test_two_strokes_added_to_the_query_search_as_a_set(constructed_case, browse
 
         stroke(page, canvas, (100, 110), (220, 230))
         page.wait_for_function(APP_IDLE_JS, timeout=60_000)
-        page.get_by_role("button", name="Add to query (like this)").click()
+        page.get_by_role("button", name="+ like this").click()
         page.get_by_text("The query's regions (1)").first.wait_for(timeout=60_000)
         page.wait_for_function(APP_IDLE_JS, timeout=60_000)
 
         stroke(page, canvas, (300, 300), (400, 400))
         page.wait_for_function(APP_IDLE_JS, timeout=60_000)
-        page.get_by_role("button", name="Add to query (like this)").click()
+        page.get_by_role("button", name="+ like this").click()
         try:
             page.get_by_text("The query's regions (2)").first.wait_for(timeout=60_000)
         finally:
