@@ -11,8 +11,8 @@ import functools
 import streamlit as st
 
 from app_pages.shared import common, result_filters
-from vfs.analysis.dataset_map import ROOT, DatasetMap, clicked_cluster, dataset_map
-from vfs.cache.catalog import manifest_token
+from vfs.analysis.dataset_map import ROOT, DatasetMap, clicked_cluster
+from vfs.dashboard.links import MapCluster
 from vfs.dashboard.plots import dataset_treemap
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import CacheState, Selection, display_path
@@ -20,18 +20,11 @@ from vfs.feature_search import FeatureSearch
 
 CLUSTER_KEY = "map_cluster"
 CHART_KEY = "map_chart"
-CENTRAL_IMAGES = 6
 PREVIEW_SIDE = 160
 
 
 def image_count(count: int) -> str:
     return f"{count:,} image{'' if count == 1 else 's'}"
-
-
-@st.cache_resource(show_spinner="Clustering the dataset…", max_entries=8)
-def get_map(cache_path: str, token: int | None, levels: tuple[int, ...], _search: FeatureSearch) -> DatasetMap:
-    """One map per cache version and levels, shared by every session."""
-    return dataset_map(_search.cache, levels, central=CENTRAL_IMAGES, labels=_search.named_labels)
 
 
 def chosen_cluster(current: Selection, clusters: DatasetMap) -> str:
@@ -40,19 +33,14 @@ def chosen_cluster(current: Selection, clusters: DatasetMap) -> str:
     return ROOT if subset is None else clusters.cluster_holding_exactly(subset)
 
 
-def choose_cluster(current: Selection, clusters: DatasetMap, cluster_id: str) -> None:
-    """Make ``cluster_id`` the Search gallery's filter (the root clears it)."""
-    result_filters.choose_subset(None if cluster_id == ROOT else clusters.subset(cluster_id, current.root))
-
-
-def take_click(current: Selection, clusters: DatasetMap) -> None:
+def take_click(current: Selection, clusters: DatasetMap, levels: tuple[int, ...]) -> None:
     chosen = clicked_cluster(st.session_state.get(CHART_KEY))
     if chosen is not None and chosen in {cluster.id for cluster in clusters.clusters}:
-        choose_cluster(current, clusters, chosen)
+        result_filters.choose_cluster(current, clusters, MapCluster(levels, chosen))
 
 
-def take_pick(current: Selection, clusters: DatasetMap) -> None:
-    choose_cluster(current, clusters, st.session_state[CLUSTER_KEY])
+def take_pick(current: Selection, clusters: DatasetMap, levels: tuple[int, ...]) -> None:
+    result_filters.choose_cluster(current, clusters, MapCluster(levels, st.session_state[CLUSTER_KEY]))
 
 
 def central_images(current: Selection, clusters: DatasetMap, cluster_id: str, count: int, columns: int) -> None:
@@ -72,8 +60,8 @@ def cluster_panel(current: Selection, clusters: DatasetMap, chosen: str) -> None
         if earlier is not None:  # chosen on a map with other cluster counts
             st.info(f"The Search page's gallery is filtered to {as_markdown_text(earlier.description)} of another map "
                     f"({image_count(len(earlier.paths))}).", icon=":material/filter_alt:")
-            st.button("Clear the filter", key="map_clear_earlier", on_click=choose_cluster,
-                      args=(current, clusters, ROOT))
+            st.button("Clear the filter", key="map_clear_earlier", on_click=result_filters.choose_subset,
+                      args=(None,))
         st.markdown("**The most central images of each cluster**")
         for cluster in clusters.children(ROOT):
             st.caption(f"{as_markdown_text(cluster.title)} · {image_count(cluster.size)}")
@@ -84,10 +72,10 @@ def cluster_panel(current: Selection, clusters: DatasetMap, chosen: str) -> None
     if cluster.vote:
         st.caption("Labels: " + ", ".join(f"{as_markdown_text(label)} {count}" for label, count in cluster.vote[:6])
                    + (" …" if len(cluster.vote) > 6 else ""))
-    central_images(current, clusters, chosen, CENTRAL_IMAGES, 3)
+    central_images(current, clusters, chosen, common.MAP_CENTRAL_IMAGES, 3)
     st.info("The Search page's gallery now shows the best matches among this cluster's images.",
             icon=":material/filter_alt:")
-    st.button("Clear the filter", key="map_clear", on_click=choose_cluster, args=(current, clusters, ROOT))
+    st.button("Clear the filter", key="map_clear", on_click=result_filters.choose_subset, args=(None,))
 
 
 def page() -> None:
@@ -107,12 +95,13 @@ def page() -> None:
     if search is None:
         return
     top_column, leaf_column = st.columns(2)
-    top = top_column.slider("Top-level clusters", 2, 12, 6, key="map_top")
-    leaves = leaf_column.slider("Clusters in all, at the second level", 2, 60, 24, key="map_leaves",
+    st.session_state.setdefault("map_top", 6)  # kept across pages; a link's cluster filter sets its map's levels
+    st.session_state.setdefault("map_leaves", 24)
+    top = top_column.slider("Top-level clusters", 2, 12, key="map_top")
+    leaves = leaf_column.slider("Clusters in all, at the second level", 2, 60, key="map_leaves",
                                 help="At most this many; no more than the top level means one level only.")
     levels = (top,) if leaves <= top else (top, leaves)
-    clusters = get_map(str(current.cache_path), manifest_token(current.cache_path), levels,
-                       search)
+    clusters = common.dataset_map_of(current, levels, search)
     ids = [cluster.id for cluster in clusters.clusters]
     chosen = chosen_cluster(current, clusters)
     st.session_state[CLUSTER_KEY] = chosen  # the filter is the state: the picker follows it from any page
@@ -121,9 +110,9 @@ def page() -> None:
     map_column, panel_column = st.columns([3, 2])
     with map_column:
         st.plotly_chart(dataset_treemap(clusters, hits, len(top_k), chosen), key=CHART_KEY,
-                        on_select=functools.partial(take_click, current, clusters), selection_mode="points",
+                        on_select=functools.partial(take_click, current, clusters, levels), selection_mode="points",
                         config={"displaylogo": False})
-        st.selectbox("Cluster", ids, key=CLUSTER_KEY, on_change=take_pick, args=(current, clusters),
+        st.selectbox("Cluster", ids, key=CLUSTER_KEY, on_change=take_pick, args=(current, clusters, levels),
                      format_func=lambda i: f"{clusters.cluster(i).title} ({image_count(clusters.cluster(i).size)})")
         if len(top_k):
             found = sorted(((n, i) for i, n in hits.items() if n and i != ROOT and i not in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 
@@ -200,8 +201,8 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
 def searched(search: FeatureSearch, current: Selection, query: QueryImage, region: Region, top_k: int,
              exclude: bool, approximate: bool, scales: tuple[float, ...] = (1.0,)) -> ShownSearch:
     """Run the search unless the same one ran last."""
-    key = (str(current.cache_path), manifest_token(current.cache_path), query.key, region.token, top_k, exclude,
-           approximate, scales)
+    key = (str(current.cache_path), manifest_token(current.cache_path), query.key, region.token, exclude, approximate,
+           scales, top_k)
     last: ShownSearch | None = st.session_state.get("last_search")
     if last is not None and last.key == key:
         return last
@@ -364,44 +365,53 @@ def workspace(current: Selection) -> None:
         exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content", persist_state="session")
         approximate = approximate_toggle(search, controls)
         any_size = queries_panel.size_toggle(controls)
+        shown = results(current, search, query, region, top_k, exclude, approximate, any_size)
+        # after the results: a link's mode filter applies to its search once that has run
         common.write_link(current, query, region, top_k, exclude, approximate,
-                          st.session_state.get(result_filters.LABELS_KEY), any_size,
-                          queries_panel.shared_regions())
-        if queries_panel.set_results(current, search, top_k, exclude):
-            return
-        scales = queries_panel.search_scales(current, search, any_size)
-        if region is None:
-            st.info("Draw on the query image (brush or rectangle) to search.")
-            return
-        try:
-            shown = searched(search, current, query, region, top_k, exclude, bool(approximate) and scales == (1.0,),
-                             scales)
-        except VfsError as exc:
-            st.error(as_markdown_text(exc))
-            return
-        result = shown.outcome.result
-        # under the gallery: above it, on a laptop screen, it pushes the first result below the fold
-        how_searched = as_markdown_text(describe_search(shown.outcome, len(search.cache))) + fallback_note(result.backend)
-        if not result.matches:
-            st.info("No image to show (is the query the only image?).")
-            st.caption(how_searched)
-            return
-        gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
+                          st.session_state.get(result_filters.LABELS_KEY), any_size, queries_panel.shared_regions(),
+                          result_filters.linked_cluster(current), queries_panel.linked_mode(shown))
+
+
+def results(current: Selection, search: FeatureSearch, query: QueryImage, region: Region | None, top_k: int,
+            exclude: bool, approximate: bool | None, any_size: bool) -> ShownSearch | None:
+    """The region set's results, or the drawn region's: gallery, modes, label consistency and figures. The region's
+    search when it was shown, else None."""
+    if queries_panel.set_results(current, search, top_k, exclude):
+        return None
+    scales = queries_panel.search_scales(current, search, any_size)
+    if region is None:
+        st.info("Draw on the query image (brush or rectangle) to search.")
+        return None
+    try:
+        shown = searched(search, current, query, region, top_k, exclude, bool(approximate) and scales == (1.0,), scales)
+    except VfsError as exc:
+        st.error(as_markdown_text(exc))
+        return None
+    result = shown.outcome.result
+    # under the gallery: above it, on a laptop screen, it pushes the first result below the fold
+    how_searched = as_markdown_text(describe_search(shown.outcome, len(search.cache))) + fallback_note(result.backend)
+    if not result.matches:
+        st.info("No image to show (is the query the only image?).")
         st.caption(how_searched)
-        queries_panel.modes_section(current, search, shown)
-        labels_panel.consistency_sentence(search, shown)
-        # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the
-        # results wrap under the canvas, and the gallery must come before the figures. Built and sent only while
-        # open: plotly.js (4.7 MB) and three figures of every image's score cost a stroke or an opened link
-        # seconds of the browser's time on a small machine, before the gallery's thumbnails show.
-        plots = st.expander("Score distribution and scores per label", key=FIGURES_KEY, on_change="rerun")
-        if plots.open:
-            with plots:
-                if shown.figure is None:
-                    shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
-                                                      result.matches[-1].score)
-                st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
-                labels_panel.figures(search, shown)
+        return shown
+    queries_panel.take_linked_mode(shown)
+    gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
+    st.caption(how_searched)
+    queries_panel.modes_section(current, search, shown)
+    labels_panel.consistency_sentence(search, shown)
+    # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the
+    # results wrap under the canvas, and the gallery must come before the figures. Built and sent only while
+    # open: plotly.js (4.7 MB) and three figures of every image's score cost a stroke or an opened link
+    # seconds of the browser's time on a small machine, before the gallery's thumbnails show.
+    plots = st.expander("Score distribution and scores per label", key=FIGURES_KEY, on_change="rerun")
+    if plots.open:
+        with plots:
+            if shown.figure is None:
+                shown.figure = score_distribution(result.scores, search.cache.paths, search.named_labels,
+                                                  result.matches[-1].score)
+            st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
+            labels_panel.figures(search, shown)
+    return shown
 
 
 def page() -> None:
@@ -420,9 +430,15 @@ def page() -> None:
         return
     query = ensure_query(current, paths)
     queries_panel.take_linked_set(current, paths)
-    common.show_link_problems()
+    link_problems = st.empty()  # filled once the link's map filter has been tried too: that needs the cache
     st.caption(as_markdown_text(current.describe()))
-    if not cache_ready(current, paths):
+    ready = cache_ready(current, paths)
+    if ready:
+        with contextlib.suppress(VfsError):  # a cache that cannot be opened is reported by the workspace
+            result_filters.take_linked_cluster(current, common.feature_search(current))
+    with link_problems.container():
+        common.show_link_problems()
+    if not ready:
         return
     query_picker(current, paths, query)
     workspace(current)

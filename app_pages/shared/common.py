@@ -14,12 +14,13 @@ from typing import TypeVar
 
 import streamlit as st
 
+from vfs.analysis.dataset_map import DatasetMap, dataset_map
 from vfs.cache.catalog import manifest_token
 from vfs.dashboard.build_cost import BuildCost, build_cost, cached_grids, seconds_per_image
 from vfs.dashboard.config import AppConfig, parse_app_args
 from vfs.dashboard.deployment import Access, DatasetRoots, ModelPolicy
 from vfs.dashboard.indexing_jobs import IndexJob, IndexJobs, JobState
-from vfs.dashboard.links import SharedSearch, from_params, to_params
+from vfs.dashboard.links import MapCluster, SharedSearch, from_params, to_params
 from vfs.dashboard.query_images import QueryImage, unreadable_picture
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import Selection, describe_progress, display_path, link_layer, max_grid, model_problem
@@ -63,6 +64,21 @@ def get_feature_search(root: str, model: str, fingerprint: str, layer: str, grid
     search = _selection.feature_search()
     _ = search.cache  # memory-map now, so a broken cache is reported here rather than mid-search
     return search
+
+
+#: The most central images of each Dataset-map cluster kept with the map (the Map page shows them).
+MAP_CENTRAL_IMAGES = 6
+
+
+@st.cache_resource(show_spinner="Clustering the dataset…", max_entries=8)
+def _dataset_map(cache_path: str, token: int | None, levels: tuple[int, ...], _search: FeatureSearch) -> DatasetMap:
+    return dataset_map(_search.cache, levels, central=MAP_CENTRAL_IMAGES, labels=_search.named_labels)
+
+
+def dataset_map_of(selection: Selection, levels: tuple[int, ...], search: FeatureSearch) -> DatasetMap:
+    """The Dataset map of the selection's cache with these levels: one per cache version, shared by every session
+    (the Map page draws it; the Search page opens a link's cluster filter on it)."""
+    return _dataset_map(str(selection.cache_path), manifest_token(selection.cache_path), levels, search)
 
 
 def opened_search(selection: Selection) -> FeatureSearch | None:
@@ -214,7 +230,7 @@ def selection() -> Selection | None:
 #: that does not draw it (another page, a cache still missing), and the sidebar's per-model layer and grid pickers.
 #: Whether the Search page's figures are open (and so built and sent for every search), and its query picker.
 FIGURES_KEY, PICKER_KEY = "show_figures", "query_picker"
-SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size", FIGURES_KEY)
+SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size", FIGURES_KEY, "map_top", "map_leaves")
 _PICKER_PREFIXES = ("layer:", "grid:")
 
 
@@ -239,6 +255,8 @@ def read_link_once() -> None:
     st.session_state["link_query_pending"] = shared.query is not None or shared.upload is not None
     st.session_state["link_approximate_pending"] = shared.approximate is not None
     st.session_state["link_set_pending"] = bool(shared.regions)
+    st.session_state["link_cluster_pending"] = shared.cluster  # opened on the Search page, which has the map's cache
+    st.session_state["link_mode_pending"] = shared.mode  # applied to the link's search once it runs
     for key, value in (("dataset_text", shared.dataset), ("model_name", shared.model),
                        ("top_k", shared.top_k), ("exclude_query", shared.exclude_query),
                        ("approximate", shared.approximate), ("any_size", shared.any_size),
@@ -260,7 +278,7 @@ def show_link_problems() -> None:
 
 def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool,
                approximate: bool | None = None, labels: list[str] | None = None, any_size: bool | None = None,
-               regions: tuple | None = None) -> None:
+               regions: tuple | None = None, cluster: MapCluster | None = None, mode: int | None = None) -> None:
     """Put the search on screen into the URL; an upload that is not kept on the server is left out."""
     params = to_params(SharedSearch(
         # the picker's name, which for a deployment's weights file is not the architecture's
@@ -268,7 +286,7 @@ def write_link(current: Selection, query: QueryImage, region: Region | None, top
         layer=current.layer.name, grid=current.grid,
         query=query.dataset_path, upload=query.upload_id, region=region if query.shareable else None, top_k=top_k,
         exclude_query=exclude_query, approximate=approximate, labels=tuple(labels) if labels else None,
-        any_size=any_size or None, regions=regions))
+        any_size=any_size or None, regions=regions, cluster=cluster, mode=mode))
     shown = {**st.query_params.to_dict(), **({"r": st.query_params.get_all("r")} if "r" in st.query_params else {})}
     if params != shown:
         st.query_params.from_dict(params)

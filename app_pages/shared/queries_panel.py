@@ -63,8 +63,8 @@ from vfs.similarity.region_set import RegionSetMatch
 
 ANY_SIZE_KEY = "any_size"
 REGION_SET_KEY = "region_set"
-MODE_KEY = "mode_filter"  # (search number, mode position) chosen under the gallery
-_MODES_KEY = "match_modes"  # (search number, modes) found for the last search
+MODE_KEY = "mode_filter"  # (search but its k, mode number from 1) chosen under the gallery
+_MODES_KEY = "match_modes"  # (search but its k, modes) found for the last search
 _SET_SEARCH_KEY = "last_set_search"
 SET_THUMBNAIL_SIDE = 256
 SET_CARD_WIDTH = 180  # as the single region's gallery cards
@@ -338,51 +338,72 @@ def take_linked_set(current: Selection, paths: list[str]) -> None:
 # --- modes --------------------------------------------------------------------------------------
 
 
-def chosen_mode(shown: ShownSearch, images: int) -> tuple[str, np.ndarray] | None:
-    """The mode chosen under the gallery of this search, as (description, rows), or None."""
+def take_linked_mode(shown: ShownSearch) -> None:
+    """A link's mode filter, once, for the link's search (the first shown)."""
+    pending = st.session_state.pop("link_mode_pending", None)
+    if pending is not None:
+        st.session_state[MODE_KEY] = (shown.without_k, pending)
+
+
+def linked_mode(shown: ShownSearch | None) -> int | None:
+    """The mode (numbered from 1) the gallery of ``shown`` is filtered to, as a link names it."""
     chosen = st.session_state.get(MODE_KEY)
+    return chosen[1] if shown is not None and chosen is not None and chosen[0] == shown.without_k else None
+
+
+def found_modes(search: FeatureSearch, shown: ShownSearch) -> list[MatchMode] | None:
+    """The modes of this search's top matches once found (any k: they group the top MODE_MATCHES), else None."""
     found = st.session_state.get(_MODES_KEY)
-    if chosen is None or found is None or chosen[0] != shown.number or found[0] != shown.number:
-        return None
-    modes: list[MatchMode] = found[1]
-    if not 0 <= chosen[1] < len(modes):
-        return None
-    return f"in mode {chosen[1] + 1}", mode_rows(modes[chosen[1]], images)
+    return found[1] if found is not None and found[0] == shown.without_k else None
 
 
-def _choose_mode(number: int, position: int | None) -> None:
-    st.session_state[MODE_KEY] = None if position is None else (number, position)
+def chosen_mode(search: FeatureSearch, shown: ShownSearch) -> tuple[str, np.ndarray] | None:
+    """The mode chosen under the gallery of this search, as (description, rows), or None. The choice outlives
+    other pages and other layers (back to this search, it applies again): the modes are found again if needed."""
+    position = linked_mode(shown)
+    if position is None:
+        return None
+    modes = found_modes(search, shown)
+    if modes is None:
+        _find_modes(search, shown)
+        modes = found_modes(search, shown)
+    if not 1 <= position <= len(modes):
+        return None
+    return f"in mode {position}", mode_rows(modes[position - 1], len(search.cache))
+
+
+def _choose_mode(shown: ShownSearch, position: int | None) -> None:
+    st.session_state[MODE_KEY] = None if position is None else (shown.without_k, position)
 
 
 def _find_modes(search: FeatureSearch, shown: ShownSearch) -> None:
     # a multi-size search's windows are read from each match's pyramid level
-    st.session_state[_MODES_KEY] = (shown.number, search_modes(search, shown.outcome.result, n=MODE_MATCHES))
+    st.session_state[_MODES_KEY] = (shown.without_k, search_modes(search, shown.outcome.result, n=MODE_MATCHES))
 
 
 def modes_section(current: Selection, search: FeatureSearch, shown: ShownSearch) -> None:
     """The modes of the top matches: each one's size, label mix and most central matches; one can filter the gallery."""
     result = shown.outcome.result
-    with st.expander(f"Modes of the top {MODE_MATCHES}", expanded=st.session_state.get(_MODES_KEY) is not None):
+    modes = found_modes(search, shown)
+    with st.expander(f"Modes of the top {MODE_MATCHES}", expanded=modes is not None):
         problem = modes_problem(result)
         if problem is not None:
             st.caption(as_markdown_text(problem))
             return
-        found = st.session_state.get(_MODES_KEY)
-        if found is None or found[0] != shown.number:
+        if modes is None:
             st.caption("Groups the best matches by what their matched windows look like (the wheel of a bicycle "
                        "apart from the face of a clock).")
             st.button("Find the modes", key="find_modes", on_click=_find_modes, args=(search, shown))
             return
-        chosen = st.session_state.get(MODE_KEY)
-        for position, mode in enumerate(found[1]):
+        chosen = linked_mode(shown)
+        for position, mode in enumerate(modes, start=1):
             described = as_markdown_text(describe_mode(mode, search.label_name))
             head, choose = st.columns([4, 1], vertical_alignment="center")
-            head.markdown(f"**Mode {position + 1}** · {described}")
-            if chosen == (shown.number, position):
-                choose.button("Show all", key=f"mode-all-{position}", on_click=_choose_mode, args=(shown.number, None))
+            head.markdown(f"**Mode {position}** · {described}")
+            if chosen == position:
+                choose.button("Show all", key=f"mode-all-{position}", on_click=_choose_mode, args=(shown, None))
             else:
-                choose.button("Show only these", key=f"mode-{position}", on_click=_choose_mode,
-                              args=(shown.number, position))
+                choose.button("Show only these", key=f"mode-{position}", on_click=_choose_mode, args=(shown, position))
             exemplars = exemplar_matches(mode, result, search.cache)
             pictures = _exemplar_jpegs(current.root, tuple((m.path, m.box) for m in exemplars))
             columns = st.columns(max(len(pictures), 1) if pictures else 1)

@@ -14,9 +14,11 @@ import numpy as np
 import streamlit as st
 
 from app_pages.shared import common
+from vfs.analysis.dataset_map import ROOT, DatasetMap
 from vfs.analysis.labels import UNLABELLED, describe_vote, label_rows
 from vfs.analysis.subset import Subset, top_matches
 from vfs.cache.feature_cache import FeatureCache
+from vfs.dashboard.links import MapCluster
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import ShownSearch
 from vfs.dashboard.selection import Selection
@@ -24,6 +26,7 @@ from vfs.feature_search import FeatureSearch
 from vfs.pictures import match_jpegs
 
 SUBSET_KEY = "gallery_subset"  # a Subset chosen on the Dataset map, or None
+CLUSTER_KEY = "gallery_cluster"  # (cache path, MapCluster): that Subset as a link names it, on the map it came from
 LABELS_KEY = "label_filter"
 TOP_K_KEY = "search_top_k"  # (dataset root, paths of the last search's top-k), for the Dataset map
 SETTINGS_KEY = "search_settings"  # the last search's (k, exclude query), for the Compare page
@@ -33,6 +36,39 @@ _VIEW_KEY = "filtered_gallery"  # the last filtered view, so reruns that change 
 
 def choose_subset(subset: Subset | None) -> None:
     st.session_state[SUBSET_KEY] = subset
+    st.session_state[CLUSTER_KEY] = None
+
+
+def choose_cluster(current: Selection, clusters: DatasetMap, chosen: MapCluster) -> None:
+    """Make a cluster of the selection's map the gallery's filter (the root clears it)."""
+    if chosen.cluster_id == ROOT:
+        choose_subset(None)
+        return
+    choose_subset(clusters.subset(chosen.cluster_id, current.root))
+    st.session_state[CLUSTER_KEY] = (str(current.cache_path), chosen)
+
+
+def linked_cluster(current: Selection) -> MapCluster | None:
+    """The map filter as a link names it. The filter (its images) stays through a change of layer, but a link can
+    name a cluster only on the map of its own layer and grid: the filter chosen on another one is not in the link."""
+    kept = st.session_state.get(CLUSTER_KEY)
+    if current_subset(current.root) is None or kept is None or kept[0] != str(current.cache_path):
+        return None
+    return kept[1]
+
+
+def take_linked_cluster(current: Selection, search: FeatureSearch) -> None:
+    """A link's map filter, once: its cluster on the map of the link's layer and grid, which the Map page then shows."""
+    pending: MapCluster | None = st.session_state.pop("link_cluster_pending", None)
+    if pending is None:
+        return
+    clusters = common.dataset_map_of(current, pending.levels, search)
+    if pending.cluster_id not in {cluster.id for cluster in clusters.clusters}:
+        common.report_link_problem(f"cluster= names cluster {pending.cluster_id}, which the dataset map with "
+                                   f"{', '.join(map(str, pending.levels))} clusters does not have.")
+        return
+    choose_cluster(current, clusters, pending)
+    st.session_state["map_top"], st.session_state["map_leaves"] = pending.levels[0], pending.levels[-1]
 
 
 def current_subset(root: Path) -> Subset | None:
@@ -98,7 +134,7 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
             named.append(("label: " if len(chosen) == 1 else "labels: ") + ", ".join(chosen))
     from app_pages.shared.queries_panel import chosen_mode  # the modes section sits under the gallery
 
-    mode = chosen_mode(shown, len(cache))
+    mode = chosen_mode(search, shown)
     if mode is not None:
         allowed &= mode[1]
         described.append(mode[0])

@@ -104,3 +104,36 @@ def test_map_without_a_cache_says_where_to_build_it(dashboard, constructed_case,
     app.switch_page(MAP).run()
     assert not app.exception
     assert "no feature cache" in shown(app.info[0].value)
+
+
+def test_a_cluster_filter_is_in_the_link_and_opens_from_it_with_its_map(dashboard, private_case):
+    app = dashboard(private_case).run()
+    app.switch_page(MAP).run()
+    trace = treemap(app)
+    first = next(i for i, p in zip(trace["ids"], trace["parents"]) if p == ROOT)
+    app.slider(key="map_top").set_value(3).run()  # not the default map: the link must say which one
+    trace = treemap(app)
+    first = next(i for i, p in zip(trace["ids"], trace["parents"]) if p == ROOT)
+    app.selectbox(key="map_cluster").set_value(first).run()
+    subset = app.session_state["gallery_subset"]
+    app.switch_page("app_pages/search.py").run()
+    draw(app, canvas_rect(private_case.patch_box))
+    app.run()
+    assert not app.exception, app.exception
+    assert app.query_params["cluster"] == f"3,24:{first}"
+    app.sidebar.selectbox(key="layer:tf_efficientnet_lite0").set_value("blocks.5").run()
+    app.sidebar.selectbox(key="layer:tf_efficientnet_lite0").set_value("blocks.6").run()
+    assert not app.exception, app.exception
+    assert app.query_params["cluster"] == f"3,24:{first}" and set(gallery_paths(app)) <= subset.paths
+    link = {name: app.query_params[name] for name in app.query_params}
+
+    visitor = dashboard(private_case, query_params=link).run()
+    assert not visitor.exception, visitor.exception
+    assert visitor.session_state["gallery_subset"] == subset
+    assert gallery_paths(visitor) == gallery_paths(app)
+    visitor.switch_page(MAP).run()
+    assert visitor.slider(key="map_top").value == 3 and visitor.selectbox(key="map_cluster").value == first
+
+    broken = dashboard(private_case, query_params={**link, "cluster": "3,24:9.9"}).run()
+    assert "gallery_subset" not in broken.session_state
+    assert "names cluster 9.9" in shown(broken.warning[0].value)

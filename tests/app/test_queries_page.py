@@ -109,13 +109,13 @@ def test_choosing_a_mode_filters_the_gallery(dashboard, private_case):
     scored = app.session_state["last_search"].outcome.result.scores
     assert modes and sum(mode.size for mode in modes) == min(200, len(scored))
     unfiltered = gallery_captions(app)
-    app.button(key="mode-0").click().run()
+    app.button(key="mode-1").click().run()
     assert not app.exception, app.exception
     view = app.session_state["filtered_gallery"][1]
     kept = view.outcome.result.matches
     assert kept and {match.index for match in kept} <= set(modes[0].members)
     assert len(gallery_captions(app)) == len(kept) == min(len(modes[0].members), len(unfiltered))
-    app.button(key="mode-all-0").click().run()
+    app.button(key="mode-all-1").click().run()
     assert gallery_captions(app) == unfiltered
 
 

@@ -82,3 +82,37 @@ def test_the_figures_are_built_only_while_open_and_stay_open_after_another_page(
         app.switch_page(page).run()
         assert not app.exception, (page, app.exception)
     assert app.session_state[FIGURES_KEY] is True and len(score_plots(app)) == 1
+
+
+def gallery_rows(app) -> list[int]:
+    """The dataset rows of the filtered gallery, best first."""
+    return [match.index for match in app.session_state["filtered_gallery"][1].outcome.result.matches]
+
+
+def test_a_mode_filter_is_in_the_link_survives_k_pages_and_layers_and_opens_from_the_link(dashboard, private_case):
+    app = opened(dashboard, private_case)
+    app.slider(key="top_k").set_value(20)
+    draw(app, canvas_rect(private_case.patch_box))
+    app.run()
+    app.button(key="find_modes").click().run()
+    _, modes = app.session_state["match_modes"]
+    assert len(modes) >= 2
+    app.button(key="mode-2").click().run()
+    assert not app.exception, app.exception
+    filtered = gallery_rows(app)
+    assert filtered and set(filtered) <= set(modes[1].members)
+    assert app.query_params["mode"] == "2"
+    app.slider(key="top_k").set_value(3).run()  # the modes group the top 200 whatever k is: still filtered
+    assert app.query_params["mode"] == "2" and gallery_rows(app) == filtered[:3]
+    app.slider(key="top_k").set_value(20).run()
+    app.sidebar.selectbox(key=LAYER_KEY).set_value("blocks.5").run()  # no cache there: no search
+    assert not app.exception, app.exception
+    app.sidebar.selectbox(key=LAYER_KEY).set_value("blocks.6").run()
+    app.switch_page("app_pages/caches.py").run()
+    app.switch_page("app_pages/search.py").run()
+    assert not app.exception, app.exception
+    assert app.query_params["mode"] == "2" and gallery_rows(app) == filtered
+    link = {name: app.query_params[name] for name in app.query_params}
+
+    visitor = opened(dashboard, private_case, query_params=link)
+    assert gallery_rows(visitor) == filtered and visitor.query_params["mode"] == "2"

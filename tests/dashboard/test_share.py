@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from vfs.dashboard.links import SharedSearch, ShareError, decode_mask, encode_mask, from_params, to_params
+from vfs.dashboard.links import MapCluster, SharedSearch, ShareError, decode_mask, encode_mask, from_params, to_params
 from vfs.errors import VfsError
 from vfs.similarity.region import Region, quantise_weights
 
@@ -21,7 +21,8 @@ def test_full_state_round_trips_through_a_url():
     weights = np.zeros((7, 7), np.float32)
     weights[2:5, 1:3] = [[1.0, 0.5], [0.25, 1.0], [0.0, 0.75]]
     state = SharedSearch(dataset="data/demo", model="tf_efficientnet_lite0", layer="blocks.5", grid=7,
-                         query="skimage/coffee.png", region=Region.from_weights(weights), top_k=9, exclude_query=True)
+                         query="skimage/coffee.png", region=Region.from_weights(weights), top_k=9, exclude_query=True,
+                         labels=("dress", "shirt"), cluster=MapCluster((6, 24), "3.12"), mode=2, any_size=True)
     url_query = urlencode(to_params(state))
     back, problems = from_params(dict(parse_qsl(url_query)))
     assert problems == []
@@ -74,6 +75,9 @@ def test_any_grid_mask_survives_the_link_exactly_after_quantisation(weights):
     ({"q": "a.png", "box": "1,1,5,5", "mask": "2.eJxjZAQAAAQAAg"}, "both box= and mask="),
     ({"box": "1,1,5,5"}, "no usable query image"),
     ({"model": ""}, "model= must be a non-empty text"),
+    ({"cluster": "3.1"}, "cluster='3.1' must be the map's levels and a cluster id"),
+    ({"cluster": "6,24:x"}, "must be the map's levels and a cluster id"),
+    ({"mode": "0"}, "mode='0' must be a whole number from 1 to 64"),
 ])
 def test_bad_parameters_are_reported_one_by_one_and_the_rest_is_kept(params, expected):
     state, problems = from_params({**params, "layer": "blocks.3"})

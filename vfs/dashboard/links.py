@@ -6,8 +6,9 @@ image, relative to the dataset folder) or ``u`` (an uploaded query image kept on
 or ``mask=G.<base64url>`` (the G×G cell weights, one byte each, zlib-compressed), ``k`` (results)
 ``x`` (``1`` leaves the query image out of the results), ``a`` (``1``: the approximate search of
 the cache's shortlist) and ``labels`` (the gallery's label filter, comma-separated; a label with a
-comma in its name cannot be named, so it is left out), ``sc`` (``multi``: objects of any size, ½ to 2× the
-region's; ``1``: as drawn) and ``r`` (repeated, one per region of a region set: ``p`` or ``n`` for a
+comma in its name cannot be named, so it is left out), ``cluster`` (the gallery's Dataset-map filter: the map's
+levels and a cluster id, ``6,24:3.1``), ``mode`` (the gallery's filter to one mode of the top matches, numbered from
+1 as the page shows them), ``sc`` (``multi``: objects of any size, ½ to 2× the region's; ``1``: as drawn) and ``r`` (repeated, one per region of a region set: ``p`` or ``n`` for a
 region to look for or a negative, then ``box:x0,y0,x1,y1`` or ``mask:G.<data>``, ``@``, and the
 image as ``q:<path>`` or ``u:<upload id>``; at most :data:`MAX_SET_REGIONS`).
 
@@ -39,6 +40,9 @@ _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")
 
 
 MAX_SET_REGIONS = 8
+MAX_MODE = 64
+# a Dataset map's cluster: its levels (clusters at each level, as the map page's sliders give them), then its id
+_MAP_CLUSTER = re.compile(r"([0-9]{1,3}(?:,[0-9]{1,3})?):([0-9]{1,3}(?:\.[0-9]{1,3})*)")
 
 
 class ShareError(VfsError):
@@ -60,6 +64,16 @@ class SharedSearch:
     labels: tuple[str, ...] | None = None  # the gallery shows only images with these labels
     any_size: bool | None = None  # search every scale of MULTI_SCALES (sc=multi) or the drawn size (sc=1)
     regions: tuple[SharedRegion, ...] | None = None  # a region set (r=), each from its own image
+    cluster: MapCluster | None = None  # the gallery shows only this Dataset-map cluster's images
+    mode: int | None = None  # the gallery shows only this mode of the top matches (from 1)
+
+
+@dataclass(frozen=True)
+class MapCluster:
+    """A cluster of the Dataset map: the map's levels (clusters per level) and the cluster's id there."""
+
+    levels: tuple[int, ...]
+    cluster_id: str
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,13 @@ def _labels(value: str) -> tuple[str, ...]:
     return labels
 
 
+def _map_cluster(value: str) -> MapCluster:
+    found = _MAP_CLUSTER.fullmatch(value.strip())
+    if found is None:
+        raise ShareError(f"cluster={value[:40]!r} must be the map's levels and a cluster id, e.g. 6,24:3.1.")
+    return MapCluster(tuple(int(level) for level in found.group(1).split(",")), found.group(2))
+
+
 def _region_text(region: Region) -> str:
     if region.box is not None:
         return "box:" + ",".join(str(v) for v in region.box)
@@ -215,6 +236,10 @@ def to_params(state: SharedSearch) -> dict[str, str | list[str]]:
         params["mask"] = encode_mask(state.region.grid_mask)
     if state.any_size is not None:
         params["sc"] = "multi" if state.any_size else "1"
+    if state.cluster is not None:
+        params["cluster"] = ",".join(str(level) for level in state.cluster.levels) + ":" + state.cluster.cluster_id
+    if state.mode is not None:
+        params["mode"] = str(state.mode)
     if state.regions:
         params["r"] = [encode_set_region(region) for region in state.regions[:MAX_SET_REGIONS]]
     return params
@@ -252,6 +277,8 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
             else:
                 problems.append(ShareError(f"{name}={values[name][:20]!r} must be 0 or 1."))
     take("labels", "labels", _labels)
+    take("cluster", "cluster", _map_cluster)
+    take("mode", "mode", lambda v: _integer("mode", v, 1, MAX_MODE))
     if "box" in values and "mask" in values:
         problems.append(ShareError("The link has both box= and mask=; it can hold only one region."))
     else:

@@ -37,12 +37,17 @@ class SearchOutcome:
 class ShownSearch:
     """A search with what displays it, kept so reruns that do not change it cost nothing."""
 
-    key: tuple
+    key: tuple  # what the search depends on, k last
     outcome: SearchOutcome
     number: int  # searches run in this session; names the gallery
     thumbnails: list[bytes]
     figure: go.Figure | None = None  # built after the gallery is on its way to the browser
     filters: tuple[str, ...] = ()  # what the gallery is filtered to ("label: dress"), named in its caption
+
+    @property
+    def without_k(self) -> tuple:
+        """The search but its k: the same top matches' modes whatever k is."""
+        return self.key[:-1]
 
 
 def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
