@@ -16,7 +16,6 @@ from vfs.dashboard.links import MapCluster
 from vfs.dashboard.plots import dataset_treemap
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.selection import CacheState, Selection, display_path
-from vfs.feature_search import FeatureSearch
 
 CLUSTER_KEY = "map_cluster"
 CHART_KEY = "map_chart"

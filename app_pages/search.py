@@ -365,19 +365,20 @@ def workspace(current: Selection) -> None:
         exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content", persist_state="session")
         approximate = approximate_toggle(search, controls)
         any_size = queries_panel.size_toggle(controls)
-        shown = results(current, search, query, region, top_k, exclude, approximate, any_size)
+        search_id = results(current, search, query, region, top_k, exclude, approximate, any_size)
         # after the results: a link's mode filter applies to its search once that has run
         common.write_link(current, query, region, top_k, exclude, approximate,
                           st.session_state.get(result_filters.LABELS_KEY), any_size, queries_panel.shared_regions(),
-                          result_filters.linked_cluster(current), queries_panel.linked_mode(shown))
+                          result_filters.linked_cluster(current), queries_panel.linked_mode(search_id))
 
 
 def results(current: Selection, search: FeatureSearch, query: QueryImage, region: Region | None, top_k: int,
-            exclude: bool, approximate: bool | None, any_size: bool) -> ShownSearch | None:
-    """The region set's results, or the drawn region's: gallery, modes, label consistency and figures. The region's
-    search when it was shown, else None."""
-    if queries_panel.set_results(current, search, top_k, exclude):
-        return None
+            exclude: bool, approximate: bool | None, any_size: bool) -> tuple | None:
+    """The region set's results, or the drawn region's: gallery, modes, label consistency and figures. The search
+    shown, as its modes know it (what it depends on but its k), or None."""
+    set_shown = queries_panel.set_results(current, search, top_k, exclude)
+    if set_shown is not None:
+        return set_shown or None
     scales = queries_panel.search_scales(current, search, any_size)
     if region is None:
         st.info("Draw on the query image (brush or rectangle) to search.")
@@ -393,11 +394,11 @@ def results(current: Selection, search: FeatureSearch, query: QueryImage, region
     if not result.matches:
         st.info("No image to show (is the query the only image?).")
         st.caption(how_searched)
-        return shown
-    queries_panel.take_linked_mode(shown)
+        return shown.without_k
+    queries_panel.take_linked_mode(shown.without_k)
     gallery(current, search, result_filters.gallery_view(current, search, shown, THUMBNAIL_SIDE))
     st.caption(how_searched)
-    queries_panel.modes_section(current, search, shown)
+    queries_panel.modes_section(current, search, shown.without_k, result)
     labels_panel.consistency_sentence(search, shown)
     # under the gallery, not the canvas: when the page is too narrow for both side by side (1000 px) the
     # results wrap under the canvas, and the gallery must come before the figures. Built and sent only while
@@ -411,7 +412,7 @@ def results(current: Selection, search: FeatureSearch, query: QueryImage, region
                                                   result.matches[-1].score)
             st.plotly_chart(shown.figure, key="score_plot", config={"displaylogo": False})
             labels_panel.figures(search, shown)
-    return shown
+    return shown.without_k
 
 
 def page() -> None:

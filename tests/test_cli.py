@@ -117,11 +117,20 @@ def test_regions_file_searches_a_region_set(tmp_path, capsys, photo_dir):
 
     import vfs
 
-    api = vfs.FeatureSearch(photo_dir, layer="blocks.5", cache_dir=cache).search_regions(
+    api_search = vfs.FeatureSearch(photo_dir, layer="blocks.5", cache_dir=cache)
+    api_cache = api_search.cache
+    api = api_search.search_regions(
         [vfs.QueryRegion(photo_dir / "animals/chelsea.png", mask=tmp_path / "cat-mask.png"),
          vfs.QueryRegion(photo_dir / "objects/coffee.png", box=(0, 0, 200, 200)),
          vfs.QueryRegion(photo_dir / "textures/brick.png", box=(0, 0, 256, 256), negative=True)], top_k=9)
     assert [m.path for m in api.matches] == [r["path"] for r in result["results"]]  # the mask is the same region
+
+    code, out, err = run(capsys, "search", photo_dir, *common, "--regions", photo_dir / "regions.json", "--json",
+                         "--top-k", "9", "--modes", "12")
+    assert code == 0, err
+    modes = json.loads(out)["modes"]  # the set's top 12, grouped by their windows for both positive regions
+    assert modes == [mode.to_dict(api_cache) for mode in search_modes(api_search, api, n=12)]
+    assert sum(mode["size"] for mode in modes) == min(12, json.loads(out)["n_images"])
 
     (tmp_path / "bad.json").write_text(json.dumps([{"image": "animals/chelsea.png"}]))
     code, _, err = run(capsys, "search", photo_dir, *common, "--regions", tmp_path / "bad.json")

@@ -219,10 +219,14 @@ def _run(args: argparse.Namespace) -> int:
             box = ",".join(f"{v:.0f}" for v in match.box)
             scale = f"  scale {match.scale:g}" if len(args.scales) > 1 else ""
             print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{fs.label_name(match.label) or '-'}]  box {box}{scale}")
-        for number, mode in enumerate(modes.get("modes", []), start=1):
-            labels = ", ".join(f"{count} {label or '-'}" for label, count in mode["labels"].items())
-            print(f"mode {number}: {mode['size']} matches ({labels}); e.g. {', '.join(mode['exemplars'][:3])}")
+        _print_modes(modes)
     return 0
+
+
+def _print_modes(modes: dict) -> None:
+    for number, mode in enumerate(modes.get("modes", []), start=1):
+        labels = ", ".join(f"{count} {label or '-'}" for label, count in mode["labels"].items())
+        print(f"mode {number}: {mode['size']} matches ({labels}); e.g. {', '.join(mode['exemplars'][:3])}")
 
 
 def _modes(fs, result, matches: int):  # -> list[MatchMode]; scipy is imported only when asked for
@@ -258,22 +262,24 @@ def _read_regions(path: str) -> list:  # -> list[QueryRegion]
 
 
 def _search_regions(fs, args: argparse.Namespace) -> int:
-    if args.approximate or args.modes or args.query:
-        raise VfsError("--regions cannot be combined with --query, --approximate or --modes.")
+    if args.approximate or args.query:
+        raise VfsError("--regions cannot be combined with --query or --approximate.")
     result = fs.search_regions(_read_regions(args.regions), top_k=args.top_k, exclude_query=args.exclude_query,
                                negative_weight=args.negative_weight)
+    modes = {"modes": [mode.to_dict(fs.cache) for mode in _modes(fs, result, args.modes)]} if args.modes else {}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "negative": result.negative,
                           "negative_weight": result.negative_weight,
                           "results": [{**m.to_dict(), "label_name": fs.label_name(m.label)}
-                                      for m in result.matches]}, indent=2))
+                                      for m in result.matches], **modes}, indent=2))
         return 0
     print(f"{len(fs.cache)} images searched for {len(result.negative)} regions in {result.seconds * 1000:.1f} ms "
           f"({result.backend})")
     for rank, match in enumerate(result.matches, start=1):
         boxes = "  ".join(",".join(f"{v:.0f}" for v in box) for box in match.boxes)
         print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  boxes {boxes}")
+    _print_modes(modes)
     return 0
 
 

@@ -44,7 +44,7 @@ from vfs.dashboard.queries import (
 )
 from vfs.dashboard.query_images import QueryImage, link_query
 from vfs.dashboard.safe_text import as_markdown_text
-from vfs.dashboard.searching import ShownSearch, window_heatmap
+from vfs.dashboard.searching import window_heatmap
 from vfs.dashboard.selection import Selection
 from vfs.errors import VfsError
 from vfs.feature_search import FeatureSearch
@@ -58,8 +58,9 @@ from vfs.pictures import (
     match_picture,
     set_region_picture,
 )
+from vfs.similarity.exact import SearchResult
 from vfs.similarity.region import Region
-from vfs.similarity.region_set import RegionSetMatch
+from vfs.similarity.region_set import RegionSetMatch, RegionSetResult, set_matches
 
 ANY_SIZE_KEY = "any_size"
 REGION_SET_KEY = "region_set"
@@ -190,29 +191,33 @@ def _set_region_jpeg(current: Selection, kept: SetRegion) -> bytes:
     return jpeg_bytes(set_region_picture(picture, kept.region.grid_weights(size, current.grid), kept.negative))
 
 
-def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: bool) -> bool:
+def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: bool) -> tuple | None:
     """When the query set searches as a set, its results (each with every positive region's box), their filters,
-    details and score distribution; False otherwise."""
+    modes, details and score distribution, and the set's search as its modes know it (what it depends on but its
+    k; () when none was shown); None when the query is not a set."""
     regions = region_set()
     if not searches_as_set(regions):
-        return False
+        return None
     problem = set_problem(regions)
     if problem is not None:
         st.info(problem)
-        return True
-    key = (str(current.cache_path), manifest_token(current.cache_path), tuple(r.key for r in regions), top_k, exclude)
+        return ()
+    search_id = ("set", str(current.cache_path), manifest_token(current.cache_path), tuple(r.key for r in regions),
+                 exclude)
+    key = (*search_id, top_k)
     try:
         outcome, thumbnails = common.remembered(_SET_SEARCH_KEY, key,
                                                 lambda: _set_search(current, search, regions, top_k, exclude))
     except VfsError as exc:
         st.error(as_markdown_text(exc))
-        return True
+        return ()
     st.caption(as_markdown_text(describe_set_search(outcome, len(search.cache))))
     st.caption("The drawing on the canvas joins the search once added to the query.")
     if not outcome.result.matches:
         st.info("No image to show (are the query's images the only ones?).")
-        return True
-    matches, thumbnails, filters = _filtered_set(current, search, key, outcome, thumbnails)
+        return search_id
+    take_linked_mode(search_id)
+    matches, thumbnails, filters = _filtered_set(current, search, search_id, key, outcome, thumbnails)
     with st.container(key="set_gallery"):
         cards = st.container(horizontal=True, wrap=True, gap="medium")
         for rank, match in enumerate(matches, start=1):
@@ -226,16 +231,18 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
         filtered = "".join(f" · {as_markdown_text(named)}" for named in filters)
         st.caption(f"Top {len(matches)} of {len(search.cache):,} images for the query's {len(regions)} regions"
                    f"{filtered}")
+    modes_section(current, search, search_id, outcome.result)
     figure = common.remembered("set_score_figure", key, lambda: score_distribution(
         outcome.result.scores, search.cache.paths, search.named_labels, outcome.result.matches[-1].score,
         score_name=SET_SCORE_NAME))
     st.plotly_chart(figure, key="set_score_plot", config={"displaylogo": False})
-    return True
+    return search_id
 
 
-def _filtered_set(current: Selection, search: FeatureSearch, key: tuple, outcome: SetOutcome,
+def _filtered_set(current: Selection, search: FeatureSearch, search_id: tuple, key: tuple, outcome: SetOutcome,
                   thumbnails: list[bytes]) -> tuple[list[RegionSetMatch], list[bytes], tuple[str, ...]]:
-    """The label vote and the gallery's filters (labels, a Dataset map cluster) applied to the set's results."""
+    """The label vote and the gallery's filters (labels, a Dataset map cluster, a mode) applied to the set's
+    results."""
     matches = outcome.result.matches
     cache = search.cache
     allowed = np.ones(len(cache), dtype=bool)
@@ -259,7 +266,13 @@ def _filtered_set(current: Selection, search: FeatureSearch, key: tuple, outcome
         if chosen:
             allowed &= label_rows(search.named_labels, chosen)
             named.append(("label: " if len(chosen) == 1 else "labels: ") + ", ".join(chosen))
-    if subset is None and not chosen:
+    mode = chosen_mode(search, search_id, outcome.result)
+    if mode is not None:
+        allowed &= mode[1]
+        named.append(mode[0])
+        st.info(f"Showing only {as_markdown_text(mode[0])} of the set's top matches (chosen under the gallery).",
+                icon=":material/filter_alt:")
+    if subset is None and not chosen and mode is None:
         return matches, thumbnails, ()
 
     def filtered() -> tuple[list[RegionSetMatch], list[bytes]]:
@@ -270,7 +283,8 @@ def _filtered_set(current: Selection, search: FeatureSearch, key: tuple, outcome
                           boxes_jpegs([(current.root / m.path, m.boxes) for m in missing], SET_THUMBNAIL_SIDE)))
         return kept, [known[match.index] for match in kept]
 
-    kept, kept_thumbnails = common.remembered("filtered_set_gallery", (key, subset, tuple(chosen)), filtered)
+    kept, kept_thumbnails = common.remembered("filtered_set_gallery", (key, subset, tuple(chosen),
+                                                                      None if mode is None else mode[0]), filtered)
     if not kept:
         st.info("No image of the set's results passes the filters.")
     return kept, kept_thumbnails, tuple(named)
@@ -338,53 +352,55 @@ def take_linked_set(current: Selection, paths: list[str]) -> None:
 # --- modes --------------------------------------------------------------------------------------
 
 
-def take_linked_mode(shown: ShownSearch) -> None:
+def take_linked_mode(search_id: tuple) -> None:
     """A link's mode filter, once, for the link's search (the first shown)."""
     pending = st.session_state.pop("link_mode_pending", None)
     if pending is not None:
-        st.session_state[MODE_KEY] = (shown.without_k, pending)
+        st.session_state[MODE_KEY] = (search_id, pending)
 
 
-def linked_mode(shown: ShownSearch | None) -> int | None:
-    """The mode (numbered from 1) the gallery of ``shown`` is filtered to, as a link names it."""
+def linked_mode(search_id: tuple | None) -> int | None:
+    """The mode (numbered from 1) the gallery of the search ``search_id`` names is filtered to, as a link names it.
+    A search id is what the search depends on but its k (:attr:`ShownSearch.without_k`, or a region set's)."""
     chosen = st.session_state.get(MODE_KEY)
-    return chosen[1] if shown is not None and chosen is not None and chosen[0] == shown.without_k else None
+    return chosen[1] if search_id is not None and chosen is not None and chosen[0] == search_id else None
 
 
-def found_modes(search: FeatureSearch, shown: ShownSearch) -> list[MatchMode] | None:
+def found_modes(search_id: tuple) -> list[MatchMode] | None:
     """The modes of this search's top matches once found (any k: they group the top MODE_MATCHES), else None."""
     found = st.session_state.get(_MODES_KEY)
-    return found[1] if found is not None and found[0] == shown.without_k else None
+    return found[1] if found is not None and found[0] == search_id else None
 
 
-def chosen_mode(search: FeatureSearch, shown: ShownSearch) -> tuple[str, np.ndarray] | None:
+def chosen_mode(search: FeatureSearch, search_id: tuple,
+                result: SearchResult | RegionSetResult) -> tuple[str, np.ndarray] | None:
     """The mode chosen under the gallery of this search, as (description, rows), or None. The choice outlives
     other pages and other layers (back to this search, it applies again): the modes are found again if needed."""
-    position = linked_mode(shown)
+    position = linked_mode(search_id)
     if position is None:
         return None
-    modes = found_modes(search, shown)
+    modes = found_modes(search_id)
     if modes is None:
-        _find_modes(search, shown)
-        modes = found_modes(search, shown)
+        _find_modes(search, search_id, result)
+        modes = found_modes(search_id) or []
     if not 1 <= position <= len(modes):
         return None
     return f"in mode {position}", mode_rows(modes[position - 1], len(search.cache))
 
 
-def _choose_mode(shown: ShownSearch, position: int | None) -> None:
-    st.session_state[MODE_KEY] = None if position is None else (shown.without_k, position)
+def _choose_mode(search_id: tuple, position: int | None) -> None:
+    st.session_state[MODE_KEY] = None if position is None else (search_id, position)
 
 
-def _find_modes(search: FeatureSearch, shown: ShownSearch) -> None:
-    # a multi-size search's windows are read from each match's pyramid level
-    st.session_state[_MODES_KEY] = (shown.without_k, search_modes(search, shown.outcome.result, n=MODE_MATCHES))
+def _find_modes(search: FeatureSearch, search_id: tuple, result: SearchResult | RegionSetResult) -> None:
+    # a multi-size search's windows are read from each match's pyramid level; a set's from each positive region's
+    st.session_state[_MODES_KEY] = (search_id, search_modes(search, result, n=MODE_MATCHES))
 
 
-def modes_section(current: Selection, search: FeatureSearch, shown: ShownSearch) -> None:
+def modes_section(current: Selection, search: FeatureSearch, search_id: tuple,
+                  result: SearchResult | RegionSetResult) -> None:
     """The modes of the top matches: each one's size, label mix and most central matches; one can filter the gallery."""
-    result = shown.outcome.result
-    modes = found_modes(search, shown)
+    modes = found_modes(search_id)
     with st.expander(f"Modes of the top {MODE_MATCHES}", expanded=modes is not None):
         problem = modes_problem(result)
         if problem is not None:
@@ -392,25 +408,42 @@ def modes_section(current: Selection, search: FeatureSearch, shown: ShownSearch)
             return
         if modes is None:
             st.caption("Groups the best matches by what their matched windows look like (the wheel of a bicycle "
-                       "apart from the face of a clock).")
-            st.button("Find the modes", key="find_modes", on_click=_find_modes, args=(search, shown))
+                       "apart from the face of a clock)"
+                       + (", for every region to look for." if isinstance(result, RegionSetResult) else "."))
+            st.button("Find the modes", key="find_modes", on_click=_find_modes, args=(search, search_id, result))
             return
-        chosen = linked_mode(shown)
+        chosen = linked_mode(search_id)
         for position, mode in enumerate(modes, start=1):
             described = as_markdown_text(describe_mode(mode, search.label_name))
             head, choose = st.columns([4, 1], vertical_alignment="center")
             head.markdown(f"**Mode {position}** · {described}")
             if chosen == position:
-                choose.button("Show all", key=f"mode-all-{position}", on_click=_choose_mode, args=(shown, None))
+                choose.button("Show all", key=f"mode-all-{position}", on_click=_choose_mode, args=(search_id, None))
             else:
-                choose.button("Show only these", key=f"mode-{position}", on_click=_choose_mode, args=(shown, position))
-            exemplars = exemplar_matches(mode, result, search.cache)
-            pictures = _exemplar_jpegs(current.root, tuple((m.path, m.box) for m in exemplars))
-            columns = st.columns(max(len(pictures), 1) if pictures else 1)
-            for column, picture, match in zip(columns, pictures, exemplars):
-                column.image(picture, width="stretch", caption=as_markdown_text(match.path.rsplit("/", 1)[-1]))
+                choose.button("Show only these", key=f"mode-{position}", on_click=_choose_mode,
+                              args=(search_id, position))
+            exemplars = _exemplars(current.root, search, mode, result)
+            columns = st.columns(max(len(exemplars), 1))
+            for column, (picture, path) in zip(columns, exemplars):
+                column.image(picture, width="stretch", caption=as_markdown_text(path.rsplit("/", 1)[-1]))
+
+
+def _exemplars(root: Path, search: FeatureSearch, mode: MatchMode,
+               result: SearchResult | RegionSetResult) -> list[tuple[bytes, str]]:
+    """The mode's exemplars as (picture with its windows, path): a set's show every positive region's window."""
+    if isinstance(result, RegionSetResult):
+        found = set_matches(search.cache, result, mode.exemplars)
+        boxes = tuple((m.path, tuple(tuple(box) for box in m.boxes)) for m in found)
+        return list(zip(_exemplar_set_jpegs(root, boxes), (m.path for m in found)))
+    matches = exemplar_matches(mode, result, search.cache)
+    return list(zip(_exemplar_jpegs(root, tuple((m.path, tuple(m.box)) for m in matches)), (m.path for m in matches)))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _exemplar_jpegs(root: Path, matches: tuple[tuple[str, tuple[float, float, float, float]], ...]) -> list[bytes]:
     return match_jpegs([(root / path, box) for path, box in matches], 160)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _exemplar_set_jpegs(root: Path, matches: tuple[tuple[str, tuple[tuple[float, ...], ...]], ...]) -> list[bytes]:
+    return boxes_jpegs([(root / path, list(boxes)) for path, boxes in matches], 160)

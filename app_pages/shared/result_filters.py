@@ -134,7 +134,7 @@ def gallery_view(current: Selection, search: FeatureSearch, shown: ShownSearch,
             named.append(("label: " if len(chosen) == 1 else "labels: ") + ", ".join(chosen))
     from app_pages.shared.queries_panel import chosen_mode  # the modes section sits under the gallery
 
-    mode = chosen_mode(search, shown)
+    mode = chosen_mode(search, shown.without_k, shown.outcome.result)
     if mode is not None:
         allowed &= mode[1]
         described.append(mode[0])

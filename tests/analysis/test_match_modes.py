@@ -3,14 +3,23 @@ several (each match's window read from its pyramid level)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from tests.support.data import write_cache
-from vfs.analysis.match_modes import match_modes, spectral_modes, window_descriptors
+from vfs.analysis.match_modes import (
+    match_modes,
+    region_set_modes,
+    set_window_descriptors,
+    spectral_modes,
+    window_descriptors,
+)
 from vfs.errors import VfsError
 from vfs.similarity.exact import Query, search
 from vfs.similarity.ranking import top_k_indices
+from vfs.similarity.region_set import RegionQuery, search_region_set
 from vfs.similarity.scales import scale_level, search_scales
 
 GRID, CHANNELS = 7, 16
@@ -149,3 +158,60 @@ def test_a_multi_scale_result_needs_its_levels(tmp_path):
     base, _, result = planted_levels(tmp_path)
     with pytest.raises(VfsError, match="scale 0.5"):
         match_modes(base, result, n=40)
+
+
+def planted_pairs(tmp_path, per_group: int = 15, seed: int = 1):
+    """Four groups, each image holding one of two patterns A and one of two patterns B (2×2 windows, at random
+    places): a region set asking for an A and a B has four modes, each one (A, B) pair."""
+    rng = np.random.default_rng(seed)
+    patterns = []
+    for p in range(4):  # A1, A2, B1, B2: each on its own 3 channels (the last 4 are background)
+        pattern = np.zeros((CHANNELS, 2, 2))
+        pattern[p * 3:(p + 1) * 3] = 1.0 + 0.3 * rng.random((3, 2, 2))
+        patterns.append(pattern)
+    features, labels = [], []
+    for a in (0, 1):
+        for b in (2, 3):
+            for _ in range(per_group):
+                image = np.zeros((CHANNELS, GRID, GRID))
+                image[12:] = np.maximum(rng.standard_normal((4, GRID, GRID)), 0)
+                ya, xa = rng.integers(0, 2, size=2)  # A in the top-left quarter, B in the bottom-right one
+                yb, xb = rng.integers(4, GRID - 1, size=2)
+                image[:, ya:ya + 2, xa:xa + 2] = patterns[a] * rng.uniform(0.8, 1.2)
+                image[:, yb:yb + 2, xb:xb + 2] = patterns[b] * rng.uniform(0.8, 1.2)
+                features.append(image)
+                labels.append(f"A{a + 1}B{b - 1}")
+    cache = write_cache(tmp_path / "pairs", np.stack(features).astype(np.float16), labels=labels)
+    mask = np.zeros((GRID, GRID), np.float32)
+    mask[2:4, 2:4] = 1
+    regions = []
+    for first, second in ((0, 1), (2, 3)):  # region A resembles both As, region B both Bs
+        grid = np.zeros((CHANNELS, GRID, GRID), np.float32)
+        grid[:, 2:4, 2:4] = patterns[first] + patterns[second]
+        regions.append(RegionQuery(Query(grid, mask)))
+    return cache, search_region_set(cache, regions, top_k=5)
+
+
+def test_a_region_sets_modes_group_its_results_by_every_positive_regions_window(tmp_path):
+    cache, result = planted_pairs(tmp_path)
+    modes = region_set_modes(cache, result, n=60)
+    assert sorted(mode.size for mode in modes) == [15, 15, 15, 15]
+    assert all(len(mode.labels) == 1 for mode in modes)  # each mode is one (A, B) pair
+    # one region alone sees only its half of the pair: two modes of 30
+    assert sorted(mode.size for mode in match_modes(cache, result.regions[0], n=60)) == [30, 30]
+
+
+def test_a_region_sets_descriptors_are_its_positive_regions_windows_side_by_side(tmp_path):
+    cache, result = planted_pairs(tmp_path, per_group=3)
+    images = top_k_indices(result.scores, 5)
+    descriptors = set_window_descriptors(cache, result, images)
+    for descriptor, i in zip(descriptors, images):
+        expected = []
+        for region in result.regions:
+            top, left = region.windows[i]
+            window = np.asarray(cache.features(int(i)))[:, top:top + 2, left:left + 2].astype(np.float64).ravel()
+            expected.append(window / np.linalg.norm(window) / np.sqrt(2))
+        np.testing.assert_allclose(descriptor, np.concatenate(expected), rtol=1e-5)
+    negative = dataclasses.replace(result, negative=[False, True])
+    np.testing.assert_allclose(set_window_descriptors(cache, negative, images),
+                               window_descriptors(cache, result.regions[0], images), rtol=1e-6)

@@ -152,3 +152,34 @@ def test_a_sets_results_have_details_label_filters_and_their_score_plot(dashboar
         assert not app.exception, (page, app.exception)
     assert app.multiselect(key="label_filter").value == ["photos"] and len(app.session_state["region_set"]) == 2
     assert len(gallery_captions(app)) == len(kept)
+
+
+def test_a_sets_matches_have_modes_that_filter_its_gallery_and_are_in_the_link(dashboard, private_case):
+    app = opened(dashboard, private_case)
+    for box in (private_case.patch_box, (256, 256, 448, 448)):
+        draw(app, canvas_rect(box))
+        app.run()
+        app.button(key="add_region").click().run()
+    app.button(key="find_modes").click().run()
+    assert not app.exception, app.exception
+    search_id, modes = app.session_state["match_modes"]
+    outcome, _ = app.session_state["last_set_search"][1]
+    assert search_id[0] == "set" and modes == search_modes_of(app, outcome.result)
+    app.button(key="mode-1").click().run()
+    assert not app.exception, app.exception
+    kept, _ = app.session_state["filtered_set_gallery"][1]
+    assert kept and {match.index for match in kept} <= set(modes[0].members)
+    assert len(gallery_captions(app)) == len(kept) and app.query_params["mode"] == "1"
+    link = {name: _all_values(app, name) if name == "r" else app.query_params[name] for name in app.query_params}
+
+    visitor = dashboard(private_case, query_params=link).run()
+    assert not visitor.exception, visitor.exception
+    assert [m.index for m in visitor.session_state["filtered_set_gallery"][1][0]] == [m.index for m in kept]
+
+
+def search_modes_of(app, result):
+    """The modes the API finds for a region set's result, on the dashboard's cache."""
+    from vfs.analysis.match_modes import region_set_modes
+    from vfs.cache.feature_cache import FeatureCache
+
+    return region_set_modes(FeatureCache.open(app.session_state["selection"].cache_path), result, n=200)

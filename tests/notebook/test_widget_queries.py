@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vfs.analysis.match_modes import search_modes
-from vfs.analysis.subset import top_matches
+from vfs.analysis.subset import top_matches, top_set_matches
 from vfs.errors import VfsError
 from vfs.feature_search import QueryRegion
 from vfs.notebook.widget import SearchWidget
@@ -99,13 +99,25 @@ def test_modes_group_the_matches_and_choosing_one_filters_the_gallery(indexed):
     assert w._modes == [] and w.mode is None
 
 
-def test_modes_are_for_one_regions_search(indexed):
-    w = SearchWidget(indexed, query="animals/chelsea.png")
-    with pytest.raises(VfsError, match="one region"):
+def test_modes_need_a_search_and_group_a_region_sets_results_too(indexed):
+    w = SearchWidget(indexed, query="animals/chelsea.png", top_k=5)
+    with pytest.raises(VfsError, match="draw a region"):
         w.modes()
     w.add_region(QueryRegion(indexed.data / "things/rocket.jpg", box=(50, 50, 300, 300)))
+    w.add_region(QueryRegion(indexed.data / "animals/chelsea.png", box=(100, 30, 300, 200)))
     w._handle_message(w, {"type": "find-modes"}, [])
-    assert "one region" in w._error and w._modes == []
+    assert w._error == ""
+    modes = w._found
+    assert [m.members for m in modes] == [m.members for m in search_modes(indexed, w.search_result)]
+    assert [len(shown["thumbs"]) for shown in w._modes] == [len(mode.exemplars) for mode in modes]
+    w.mode = 0
+    rows = np.zeros(len(indexed.cache), dtype=bool)
+    rows[modes[0].members] = True
+    expected = top_set_matches(w.search_result, indexed.cache, rows, 5)
+    assert [m.index for m in w.results] == [m.index for m in expected]
+    assert all(len(p["boxes"]) == 2 for p in w._matches)  # each result still shows both regions' windows
+    w._mode = -1
+    assert len(w.results) == 5
 
 
 def test_modes_of_a_multi_scale_search_read_each_level(indexed):

@@ -13,6 +13,9 @@ eigenvalues choose the number of clusters by their largest gap among the first `
 
 A mode's exemplars are its most central matches: the highest mean affinity to the other members.
 
+A region set's results (:mod:`vfs.similarity.region_set`) are described by their windows for every positive
+region, side by side (:func:`set_window_descriptors`).
+
 A multi-scale search (:mod:`vfs.similarity.scales`) found each image's window on the grid of a pyramid
 level; its descriptor is read from that level's cache. The windows have the query's shape at every
 level, so descriptors from different levels compare like those of one grid.
@@ -34,6 +37,7 @@ from vfs.errors import VfsError
 from vfs.feature_search import FeatureSearch
 from vfs.similarity.exact import Match, SearchResult
 from vfs.similarity.ranking import top_k_indices
+from vfs.similarity.region_set import RegionSetResult
 from vfs.similarity.scales import ScaledSearchResult
 
 DEFAULT_MATCHES = 200
@@ -132,6 +136,16 @@ def spectral_modes(affinity: np.ndarray, max_modes: int = DEFAULT_MAX_MODES, see
     return relabelled.astype(np.int64)
 
 
+def set_window_descriptors(cache: FeatureCache, result: RegionSetResult, images: np.ndarray) -> np.ndarray:
+    """(n, ·) each image's matched windows for every positive region of a region set, each described as
+    :func:`window_descriptors` does, side by side and scaled by 1/√P (P positive regions): unit length, and two
+    images are alike as far as they match every positive region alike. Negatives are left out: a result's
+    window for a negative region is where it looks least like what is not wanted."""
+    parts = [window_descriptors(cache, region, images)
+             for region, negative in zip(result.regions, result.negative) if not negative]
+    return np.hstack(parts) / np.sqrt(len(parts))
+
+
 def match_modes(cache: FeatureCache, result: SearchResult, n: int = DEFAULT_MATCHES,
                 max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS, seed: int = 0,
                 levels: Mapping[float, FeatureCache] | None = None) -> list[MatchMode]:
@@ -140,7 +154,20 @@ def match_modes(cache: FeatureCache, result: SearchResult, n: int = DEFAULT_MATC
     ``levels``: for a multi-scale ``result``, the cache of each pyramid level it found matches at.
     """
     images = top_k_indices(result.scores, n)
-    descriptors = window_descriptors(cache, result, images, levels)
+    return _modes(cache, images, window_descriptors(cache, result, images, levels), max_modes, neighbours, seed)
+
+
+def region_set_modes(cache: FeatureCache, result: RegionSetResult, n: int = DEFAULT_MATCHES,
+                     max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS,
+                     seed: int = 0) -> list[MatchMode]:
+    """The modes of the top ``n`` results of a region set (by the set's score), largest first."""
+    images = top_k_indices(result.scores, n)
+    return _modes(cache, images, set_window_descriptors(cache, result, images), max_modes, neighbours, seed)
+
+
+def _modes(cache: FeatureCache, images: np.ndarray, descriptors: np.ndarray, max_modes: int, neighbours: int,
+           seed: int) -> list[MatchMode]:
+    """Spectral clusters of ``images`` (best score first) by their window ``descriptors``, largest first."""
     affinity = neighbour_affinity(descriptors, neighbours)
     assignment = spectral_modes(affinity, max_modes, seed)
     modes = []
@@ -177,8 +204,12 @@ def exemplar_matches(mode: MatchMode, result: SearchResult, cache: FeatureCache)
     return top_matches(result, cache, exemplars, len(mode.exemplars))
 
 
-def search_modes(search: FeatureSearch, result: SearchResult, n: int = DEFAULT_MATCHES) -> list[MatchMode]:
-    """The modes of a search ``search`` ran, at one scale or several (each level's cache opened from ``search``)."""
+def search_modes(search: FeatureSearch, result: SearchResult | RegionSetResult,
+                 n: int = DEFAULT_MATCHES) -> list[MatchMode]:
+    """The modes of a search ``search`` ran: of one region, at one scale or several (each level's cache opened
+    from ``search``), or of a region set."""
+    if isinstance(result, RegionSetResult):
+        return region_set_modes(search.cache, result, n=n)
     levels = {}
     if isinstance(result, ScaledSearchResult) and result.level_grids:
         levels = {scale: search.scale_level(scale).cache for scale in result.level_grids if scale != 1.0}

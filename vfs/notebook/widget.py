@@ -8,7 +8,7 @@ caches of the CLI and the dashboard. Python reads and sets the state: ``w.query`
 Beyond one region (docs/queries.md): ``w.add_region()`` keeps the drawn region in the query's region set
 (``negative=True``: results should not resemble it), ``w.regions`` lists the set and ``w.remove_region(i)``
 drops one; while the set holds a region the gallery shows the set's results, each with every positive
-region's window outlined. ``w.modes()`` groups the top matches of a single-region search into modes
+region's window outlined. ``w.modes()`` groups the top matches of the search (a region set's too) into modes
 (shown under the gallery) and ``w.mode = i`` shows only mode ``i``'s matches. The browser's buttons do
 the same through messages.
 
@@ -49,7 +49,7 @@ from vfs.analysis.match_modes import (
     mode_rows,
     search_modes,
 )
-from vfs.analysis.subset import top_matches
+from vfs.analysis.subset import top_matches, top_set_matches
 from vfs.errors import ImageError, MaskError, VfsError
 from vfs.feature_search import FeatureSearch, QueryRegion
 from vfs.features.geometry import Box
@@ -57,7 +57,7 @@ from vfs.features.label_names import LabelNames
 from vfs.notebook.gallery import NO_NAMES, THUMB_SIDE, jpeg_data_url, match_caption, match_thumbnail
 from vfs.pictures import MATCH_COLOUR, boxes_picture, fit_within, load_preview, set_region_picture
 from vfs.similarity.exact import Match, SearchResult
-from vfs.similarity.region_set import RegionSetMatch, RegionSetResult
+from vfs.similarity.region_set import RegionSetMatch, RegionSetResult, set_matches
 
 #: Long side of the query picture the user draws on, in display pixels.
 PREVIEW_SIDE = 448
@@ -382,21 +382,25 @@ class SearchWidget(anywidget.AnyWidget):
     # --- modes: the top matches grouped by what their windows look like ------------------------
 
     def modes(self, n: int = DEFAULT_MATCHES) -> list[MatchMode]:
-        """Group the top ``n`` matches of the last single-region search (at one size or several) into modes,
-        largest first, and show each one's size, label mix and exemplars under the gallery."""
-        if not isinstance(self._result, SearchResult):
-            raise VfsError("Modes group the matches of one region's search: draw a region (with an empty region "
-                           "set) first.")
+        """Group the top ``n`` matches of the last search (one region at one size or several, or a region set) into
+        modes, largest first, and show each one's size, label mix and exemplars under the gallery."""
+        if self._result is None:
+            raise VfsError("Modes group the matches of a search: draw a region (or build a region set) first.")
         if int(np.isfinite(self._result.scores).sum()) < 3:
             raise VfsError("Too few images were scored to group them into modes.")
         self._found = search_modes(self.feature_search, self._result, n=n)
-        fs = self.feature_search
-        self._modes = [{"text": describe_mode(mode, fs.label_name),
-                        "thumbs": [jpeg_data_url(match_thumbnail(fs.data, match, SMALL_SIDE))
-                                   for match in exemplar_matches(mode, self._result, fs.cache)]}
+        self._modes = [{"text": describe_mode(mode, self.feature_search.label_name), "thumbs": self._exemplar_thumbs(mode)}
                        for mode in self._found]
         self._mode = -1
         return list(self._found)
+
+    def _exemplar_thumbs(self, mode: MatchMode) -> list[str]:
+        fs = self.feature_search
+        if isinstance(self._result, RegionSetResult):  # every positive region's window outlined
+            return [payload["thumb"] for payload in set_match_payload(
+                set_matches(fs.cache, self._result, mode.exemplars), fs.data, SMALL_SIDE)]
+        return [jpeg_data_url(match_thumbnail(fs.data, match, SMALL_SIDE))
+                for match in exemplar_matches(mode, self._result, fs.cache)]
 
     @property
     def mode(self) -> int | None:
@@ -453,14 +457,21 @@ class SearchWidget(anywidget.AnyWidget):
 
     @traitlets.observe("_mode")
     def _mode_chosen(self, change: dict[str, Any]) -> None:
-        if not isinstance(self._result, SearchResult) or not self._found or change["new"] >= len(self._found):
+        if self._result is None or not self._found or change["new"] >= len(self._found):
             return  # no modes (a new search forgets them)
+        fs = self.feature_search
+        if isinstance(self._result, RegionSetResult):
+            rows = (np.ones(len(self._result.scores), dtype=bool) if change["new"] < 0 else
+                    mode_rows(self._found[change["new"]], len(self._result.scores)))
+            kept = top_set_matches(self._result, fs.cache, rows, max(1, self.top_k))
+            self._show(kept, set_match_payload(kept, fs.data, label_names=fs.label_names))
+            return
         if change["new"] < 0:
             shown = list(self._result.matches)
         else:
             rows = mode_rows(self._found[change["new"]], len(self._result.scores))
-            shown = top_matches(self._result, self.feature_search.cache, rows, max(1, self.top_k))
-        self._show(shown, match_payload(shown, self.feature_search.data, label_names=self.feature_search.label_names))
+            shown = top_matches(self._result, fs.cache, rows, max(1, self.top_k))
+        self._show(shown, match_payload(shown, fs.data, label_names=fs.label_names))
 
     def _show(self, shown: list[Match] | list[RegionSetMatch], payload: list[dict[str, Any]]) -> None:
         self._shown = shown
