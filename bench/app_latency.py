@@ -15,6 +15,10 @@ an index build.
 
     .venv/bin/python bench/app_latency.py                      # ../shared/datasets/imagenette-val
     .venv/bin/python bench/app_latency.py --data DIR --trials 20 --json
+    .venv/bin/python bench/app_latency.py --compare runner.postScriptGC=true   # strokes, side by side
+
+``--compare OPTION=VALUE`` starts two servers, one as ``make app`` does and one with that Streamlit option
+changed, and alternates strokes between them: the option's cost measured side by side.
 """
 
 from __future__ import annotations
@@ -232,6 +236,55 @@ def measure(data: Path, cache_dir: Path, trials: int, top_k: int, screenshot: Pa
                              for name, values in others.items()}}
 
 
+def open_search_page(browser, url: str, top_k: int, layer: str | None):
+    page = browser.new_page(viewport={"width": 1600, "height": 1200})
+    page.goto(f"{url}/?k={top_k}" + (f"&layer={layer}" if layer else ""))
+    page.locator("canvas.upper-canvas").first.wait_for(timeout=120_000)
+    page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+    return page
+
+
+def compare_strokes(data: Path, cache_dir: Path, trials: int, top_k: int, setting: str,
+                    layer: str | None = None) -> dict:
+    """Mouse-up to gallery on two servers at once, strokes alternating between them: the app as ``make app`` starts
+    it, and the same app with one Streamlit option changed (``setting``, e.g. ``runner.postScriptGC=true``)."""
+    from playwright.sync_api import sync_playwright
+
+    from streamlit.config import get_config_options
+
+    option, _, value = setting.partition("=")
+    if option not in get_config_options():
+        raise SystemExit(f"{option} is not a Streamlit option.")
+    env = {**os.environ, get_config_options()[option].env_var: value}  # e.g. STREAMLIT_RUNNER_POST_SCRIPT_GC
+    arguments = ["--data", str(data), "--cache-dir", str(cache_dir)]
+    seconds: dict[str, list[float]] = {"as make app starts it": [], setting: []}
+    load_before = os.getloadavg()[0]
+    with running_dashboard(arguments) as plain_url, running_dashboard(arguments, env=env) as changed_url, \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        pages = {"as make app starts it": open_search_page(browser, plain_url, top_k, layer),
+                 setting: open_search_page(browser, changed_url, top_k, layer)}
+        for trial in range(trials + 1):  # the first stroke of each warms its server up and is not counted
+            order = list(pages) if trial % 2 == 0 else list(reversed(pages))
+            for label in order:
+                page = pages[label]
+                if trial:
+                    clear_canvas(page)
+                stroke(page, page.locator("canvas.upper-canvas").bounding_box(), trial)
+                started = time.perf_counter()
+                page.mouse.up()
+                gallery_ready(page, trial + 1, top_k)
+                if trial:
+                    seconds[label].append(time.perf_counter() - started)
+        browser.close()
+    summary = {label: {"median_s": round(statistics.median(values), 3), "p90_s": round(p90(values), 3),
+                       "seconds": [round(v, 3) for v in values]} for label, values in seconds.items()}
+    plain, changed = (statistics.median(values) for values in seconds.values())
+    return {"data": str(data), "trials": trials, "top_k": top_k, "setting": setting, "strokes": summary,
+            "median_ratio_changed_to_plain": round(changed / plain, 3),
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -242,10 +295,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="times each other interaction is measured (0: none)")
     parser.add_argument("--screenshot", type=Path, default=REPO / "test-artifacts" / "app_latency.png")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compare", metavar="OPTION=VALUE",
+                        help="instead: strokes alternating between the app as make app starts it and the app with this "
+                             "Streamlit option, e.g. runner.postScriptGC=true (Streamlit's default)")
     args = parser.parse_args(argv)
     if not CHROMIUM.exists():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
         return 2
+    if args.compare:
+        compared = compare_strokes(args.data.resolve(), args.cache_dir.resolve(), args.trials, args.top_k,
+                                   args.compare, args.layer)
+        print(json.dumps(compared, indent=2))
+        return 0
     result = measure(args.data.resolve(), args.cache_dir.resolve(), args.trials, args.top_k, args.screenshot,
                      args.repeats, args.layer)
     if args.json:
