@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from app_pages.shared.common import FIGURES_KEY, PICKER_KEY
-from tests.support.app_cases import ConstructedCase, canvas_key, canvas_rect, canvas_stroke, draw, run_until, shown
+from app_pages.shared.common import FIGURES_KEY
+from tests.support.app_cases import (
+    ConstructedCase,
+    canvas_key,
+    canvas_rect,
+    canvas_stroke,
+    draw,
+    field_png,
+    open_picker,
+    run_until,
+    shown,
+    upload,
+)
 from vfs.cache.catalog import list_caches
 from vfs.cache.indexing import IndexSummary, Progress
 from vfs.dashboard.indexing_jobs import JobState
@@ -143,26 +152,20 @@ def test_link_naming_a_missing_dataset_says_so(dashboard, constructed_case, tmp_
     assert "Choose a dataset folder" in shown(app.info[0].value)
 
 
-def _png(size: tuple[int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (90, 140, 60)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private_case):
     constructed_case = private_case  # the upload is kept in its cache folder
     app = opened(dashboard, constructed_case)
-    app.session_state[PICKER_KEY] = True  # the uploader is in the query picker, drawn while it is open
+    open_picker(app)
     app.run()
-    app.file_uploader(key="upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
+    upload(app, "notes.png", b"this is not an image")
     assert "notes.png: not a recognised image format" in shown(app.error[0].value)
-    app.file_uploader(key="upload").set_value(("huge.png", _png((8000, 6000)), "image/png")).run()
+    upload(app, "huge.png", field_png((8000, 6000)))
     assert "exceeds the limit" in shown(app.error[0].value)
-    app.file_uploader(key="upload").set_value(("heavy.png", b"\x89PNG" + bytes(21 * 1024 * 1024), "image/png")).run()
+    upload(app, "heavy.png", b"\x89PNG" + bytes(21 * 1024 * 1024))
     assert "limited to 20 MB" in shown(app.error[0].value)
     assert app.session_state["query"].dataset_path == constructed_case.query  # unchanged by bad uploads
 
-    app.file_uploader(key="upload").set_value(("field.png", _png((300, 200)), "image/png")).run()
+    upload(app, "field.png", field_png((300, 200)))
     assert not app.error
     query = app.session_state["query"]
     assert query.name == "field.png" and query.dataset_path is None
@@ -172,7 +175,7 @@ def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private
     # the upload is kept on the server under its digest, and the link names it
     link = dict(app.query_params)
     assert "q" not in link and link["box"] == "20,20,150,120"
-    assert (constructed_case.cache_dir / "uploads" / link["u"]).read_bytes() == _png((300, 200))
+    assert (constructed_case.cache_dir / "uploads" / link["u"]).read_bytes() == field_png((300, 200))
 
     collaborator = opened(dashboard, constructed_case, query_params=link)
     assert collaborator.session_state["query"].upload_id == link["u"]
@@ -184,10 +187,11 @@ def test_uploads_are_checked_and_a_good_one_becomes_the_query(dashboard, private
 
 def test_a_read_only_deployment_keeps_no_upload_and_says_links_cannot_name_it(dashboard, constructed_case):
     app = opened(dashboard, constructed_case, VFS_READ_ONLY="1")
-    app.session_state[PICKER_KEY] = True  # the uploader is in the query picker, drawn while it is open
+    open_picker(app)
     app.run()
-    app.file_uploader(key="upload").set_value(("field.png", _png((300, 200)), "image/png")).run()
+    upload(app, "field.png", field_png((300, 200)))
     draw(app, canvas_rect((20, 20, 150, 120), image_side=300))
+    open_picker(app)  # the caption below is in the picker
     app.run()
     assert gallery_captions(app)
     assert "u" not in app.query_params and "box" not in app.query_params

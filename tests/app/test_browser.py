@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.app_cases import SIDE
+from tests.support.app_cases import SIDE, field_png
 from tests.support.app_server import (
     APP_IDLE_JS,
     ARTIFACTS,
@@ -176,6 +176,35 @@ def test_a_linked_region_is_drawn_on_the_canvas_and_strokes_add_to_it(constructe
         assert "box=" not in page.url
         assert alpha(150, 150) > 0  # the linked box is still drawn
         page.screenshot(path=str(ARTIFACTS / "browser-5-link-edited.png"))
+        page.close()
+
+
+#: Browser-side, given a text: is it on the page as a visitor reads it (the invisible word joiners the app puts in
+#: file names, vfs.dashboard.safe_text, left out)?
+PAGE_SHOWS_JS = """(text) => document.body.innerText.replaceAll("\\u2060", "").includes(text)"""
+
+
+def test_an_upload_in_the_opened_picker_says_what_is_wrong_or_becomes_the_query(private_case, browser):
+    """The uploader as a visitor meets it, in the query picker that is drawn only while open: the picker stays open
+    while files are chosen, a bad file says why, a good one becomes the query. The AppTests of uploads re-open the
+    picker before each run (tests/support/app_cases.open_picker); this is the same behaviour without that help."""
+    arguments = ["--data", str(private_case.data), "--cache-dir", str(private_case.cache_dir)]  # keeps the upload
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-picker-upload-streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(url)
+        page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+        page.get_by_text("Query image: choose another from the dataset, or upload one").first.click()
+        page.get_by_role("tab", name="Upload an image").click()
+        chooser = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+        chooser.set_input_files(files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])
+        page.wait_for_function(PAGE_SHOWS_JS, arg="notes.png: not a recognised image format", timeout=30_000)
+        chooser.set_input_files(files=[{"name": "field.png", "mimeType": "image/png", "buffer": field_png((300, 200))}])
+        page.wait_for_function(PAGE_SHOWS_JS, arg="field.png · 300×200 pixels", timeout=60_000)
+        page.wait_for_function("() => new URLSearchParams(window.location.search).has('u')", timeout=30_000)
+        assert (private_case.cache_dir / "uploads").is_dir()
+        page.screenshot(path=str(ARTIFACTS / "browser-6-uploaded.png"))
         page.close()
 
 

@@ -11,7 +11,6 @@ before the first run: the value the widget then holds, as when a visitor types i
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import sys
@@ -20,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from app_pages.shared.common import PICKER_KEY
-from tests.support.app_cases import ConstructedCase, canvas_rect, draw, shown
+from tests.support.app_cases import ConstructedCase, canvas_rect, draw, field_png, open_picker, shown, upload
 from vfs.dashboard.selection import display_path
 
 # AppTest.user (a signed-in or signed-out visitor) is new in Streamlit 1.67, which needs Python 3.11: on Python 3.10
@@ -264,24 +261,18 @@ def test_the_picker_offers_allowed_models_and_the_folder_s_files(dashboard, serv
 # ---------------------------------------------------------------- uploads and read-only
 
 
-def _png(size: tuple[int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (90, 140, 60)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_upload_limits_come_from_the_file(dashboard, served):
     served.write("[uploads]\nmax_mb = 1\nmax_pixels = 10_000\n")
     app = opened(dashboard, served)
-    app.session_state[PICKER_KEY] = True  # the uploader is in the query picker, drawn while it is open
+    open_picker(app)
     app.run()
     uploader = app.file_uploader(key="upload")
     assert uploader.label == "An image of at most 1 MB" and uploader.proto.max_upload_size_mb == 1
-    uploader.set_value(("wide.png", _png((200, 100)), "image/png")).run()
+    upload(app, "wide.png", field_png((200, 100)))
     assert "wide.png: 200×100 = 20,000 pixels exceeds the limit of 10,000" in shown(app.error[0].value)
-    app.file_uploader(key="upload").set_value(("heavy.png", b"\x89PNG" + bytes(1024 * 1024), "image/png")).run()
+    upload(app, "heavy.png", b"\x89PNG" + bytes(1024 * 1024))
     assert "uploads are limited to 1 MB" in shown(app.error[0].value)
-    app.file_uploader(key="upload").set_value(("small.png", _png((100, 90)), "image/png")).run()
+    upload(app, "small.png", field_png((100, 90)))
     assert not app.error and app.session_state["query"].name == "small.png"
     draw(app, canvas_rect((10, 10, 60, 60), image_side=100))
     app.run()

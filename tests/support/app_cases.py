@@ -8,6 +8,7 @@ the target first (with the query excluded), at the patch's place.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from app_pages.shared.common import PICKER_KEY
 from tests.support.data import package_photo
 from vfs.dashboard.safe_text import WORD_JOINER
 
@@ -90,6 +92,31 @@ def draw(app: object, *objects: dict) -> None:
     """Put Fabric.js objects on the current query's canvas, as the browser component would."""
     app.session_state[canvas_key(app)] = {  # type: ignore[attr-defined]
         "drawing": {"raw": {"version": "7.4.0", "objects": list(objects)}, "data": None}, "backgroundFit": None}
+
+
+def field_png(size: tuple[int, int]) -> bytes:
+    """A plain green PNG of ``size`` (width, height): an image to upload."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (90, 140, 60)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def open_picker(app: object) -> None:
+    """Open the query picker (its uploader is drawn only while it is open) for the next run, as the browser would.
+
+    The browser sends the open expander's state with every rerun; AppTest sends none for a keyed expander (to it a
+    block, not a widget), so its state lives in session state alone. Before Streamlit 1.67 AppTest also made every
+    run a page change to the script runner (a new PagesManager with no current page), which forgets the state of
+    each widget it was not sent: a picker opened once closed again on the next run, and an upload on that run found
+    no uploader. Setting it before each run that needs it works at 1.65 and later alike.
+    """
+    app.session_state[PICKER_KEY] = True  # type: ignore[attr-defined]
+
+
+def upload(app: object, name: str, content: bytes, mime_type: str = "image/png") -> None:
+    """Give the picker's uploader a file and rerun; the picker was open on the last run, and stays open."""
+    open_picker(app)
+    app.file_uploader(key="upload").set_value((name, content, mime_type)).run()  # type: ignore[attr-defined]
 
 
 def canvas_rect(box: tuple[float, float, float, float], image_side: int = SIDE) -> dict:
