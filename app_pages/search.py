@@ -208,7 +208,14 @@ def searched(search: FeatureSearch, current: Selection, query: QueryImage, regio
         return last
     outcome = run_search(search, current.root, query, region, top_k, exclude, approximate, scales)
     matches = outcome.result.matches
-    thumbnails = match_jpegs([(current.root / m.path, m.box) for m in matches], THUMBNAIL_SIDE)
+    # a change of k or of exclude-query keeps most matches: their thumbnails are reused (and, the same bytes, are
+    # the same media URL, which the browser has already loaded)
+    known = {} if last is None else dict(zip(((m.path, tuple(m.box)) for m in last.outcome.result.matches),
+                                             last.thumbnails))
+    missing = [m for m in matches if (m.path, tuple(m.box)) not in known]
+    known |= zip(((m.path, tuple(m.box)) for m in missing),
+                 match_jpegs([(current.root / m.path, m.box) for m in missing], THUMBNAIL_SIDE))
+    thumbnails = [known[(m.path, tuple(m.box))] for m in matches]
     shown = ShownSearch(key, outcome, st.session_state.get("searches", 0) + 1, thumbnails)
     st.session_state["searches"] = shown.number
     st.session_state["last_search"] = shown

@@ -116,3 +116,33 @@ def test_a_mode_filter_is_in_the_link_survives_k_pages_and_layers_and_opens_from
 
     visitor = opened(dashboard, private_case, query_params=link)
     assert gallery_rows(visitor) == filtered and visitor.query_params["mode"] == "2"
+
+
+def test_a_change_of_k_reuses_the_thumbnails_it_already_made(dashboard, constructed_case, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    import vfs.pictures
+
+    made: list[str] = []
+    real = vfs.pictures.match_jpegs
+
+    def counted(matches, side, *args, **kwargs):
+        made.extend(str(path) for path, _ in matches)
+        return real(matches, side, *args, **kwargs)
+
+    monkeypatch.setattr(vfs.pictures, "match_jpegs", counted)  # the page imports it on every run
+    app = opened(dashboard, constructed_case)
+    app.slider(key="top_k").set_value(5)
+    draw(app, canvas_rect(constructed_case.patch_box))
+    app.run()
+    before = app.session_state["last_search"]
+    made.clear()
+    app.slider(key="top_k").set_value(7).run()
+    after = app.session_state["last_search"]
+    assert after.number == before.number + 1 and after.thumbnails[:5] == before.thumbnails
+    assert len(made) == 2  # only the two new matches' thumbnails were made
+    side = max(Image.open(io.BytesIO(after.thumbnails[-1])).size)  # the page's thumbnail side (square images)
+    fresh = real([(constructed_case.data / m.path, m.box) for m in after.outcome.result.matches], side)
+    assert after.thumbnails == fresh  # the reused ones are those it would make
