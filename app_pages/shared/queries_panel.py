@@ -211,10 +211,14 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
     except VfsError as exc:
         st.error(as_markdown_text(exc))
         return ()
-    st.caption(as_markdown_text(describe_set_search(outcome, len(search.cache))))
-    st.caption("The drawing on the canvas joins the search once added to the query.")
+
+    def how_searched() -> None:  # under the gallery, as a single region's search says it
+        st.caption(as_markdown_text(describe_set_search(outcome, len(search.cache))))
+        st.caption("The drawing on the canvas joins the search once added to the query.")
+
     if not outcome.result.matches:
         st.info("No image to show (are the query's images the only ones?).")
+        how_searched()
         return search_id
     take_linked_mode(search_id)
     matches, thumbnails, filters = _filtered_set(current, search, search_id, key, outcome, thumbnails)
@@ -231,6 +235,7 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
         filtered = "".join(f" · {as_markdown_text(named)}" for named in filters)
         st.caption(f"Top {len(matches)} of {len(search.cache):,} images for the query's {len(regions)} regions"
                    f"{filtered}")
+    how_searched()
     modes_section(current, search, search_id, outcome.result)
     figure = common.remembered("set_score_figure", key, lambda: score_distribution(
         outcome.result.scores, search.cache.paths, search.named_labels, outcome.result.matches[-1].score,
