@@ -313,8 +313,8 @@ static void lanes_block(const uint16_t *fb, int lanes, int gg, float *xb) {
     const int pfull = gg / VW * VW;
     if (lanes >= VW) {
         int p = 0;
-#if defined(VTRANSPOSE32)
-        for (; p + 32 <= gg; p += 32) vtranspose_half32(fb + p, gg, xb + (int64_t)p * VW);
+#if defined(VTRANSPOSE2)
+        for (; p + 2 * VW <= gg; p += 2 * VW) vtranspose_half2(fb + p, gg, xb + (int64_t)p * VW);
 #endif
         for (; p < pfull; p += VW) vtranspose_half(fb + p, gg, xb + (int64_t)p * VW);
         for (int p = pfull; p < gg; p++)
