@@ -21,7 +21,7 @@ X86 = any(tag in sysconfig.get_platform().lower() for tag in ("x86_64", "amd64")
 UNIX_FLAGS = ["-O3", "-std=c99", "-fno-math-errno", "-fPIC"]
 #: per instruction set: (source, extra flags on x86-64 with GCC/clang); NEON and scalar need none
 ISA_SOURCES = [
-    ("scan_avx512.c", ["-mavx512f", "-mavx2", "-mfma", "-mf16c"] if X86 else []),
+    ("scan_avx512.c", ["-mavx512f", "-mavx512bw", "-mavx2", "-mfma", "-mf16c"] if X86 else []),
     ("scan_avx2.c", ["-mavx2", "-mfma", "-mf16c"] if X86 else []),
     ("scan_neon.c", []),
     ("scan_scalar.c", []),

@@ -32,7 +32,7 @@ with a float64 brute force to about 1e-6 (``bench/exactness.py`` and the tests).
 **Build and dispatch.** The C source (``scan.h`` over the vector layer ``isa.h``) is compiled
 when the package is installed (``setup.py``, a setuptools extension), once per instruction set,
 each object with its own flags and never ``-march=native``, into one shared object
-(``_scan*.so``): ``avx512`` (AVX-512F with FMA/F16C, 16 lanes), ``avx2`` (AVX2+FMA+F16C, 8 lanes),
+(``_scan*.so``): ``avx512`` (AVX-512F and BW with FMA/F16C, 16 lanes), ``avx2`` (AVX2+FMA+F16C, 8 lanes),
 ``neon`` (AArch64, whose base ISA converts float16), and ``scalar`` (portable C: baseline SIMD
 through vector extensions, software float16 conversion). At load, CPU feature detection (cpuid,
 and xgetbv for the operating system's YMM/ZMM state) picks the widest one this CPU runs;
@@ -65,7 +65,7 @@ _FEATURE_BITS = {"sse2": 0, "avx": 1, "avx2": 2, "fma": 3, "f16c": 4, "avx512f":
                  "avx512dq": 7, "avx512vl": 8, "os_ymm": 9, "os_zmm": 10, "osxsave": 11, "avx512fp16": 12,
                  "neon": 16, "fp16": 17}
 #: What each instruction set needs of the CPU (and of the operating system).
-_NEEDS = {"avx512": ("avx512f", "avx2", "fma", "f16c", "os_zmm"), "avx2": ("avx2", "fma", "f16c", "os_ymm"),
+_NEEDS = {"avx512": ("avx512f", "avx512bw", "avx2", "fma", "f16c", "os_zmm"), "avx2": ("avx2", "fma", "f16c", "os_ymm"),
           "neon": ("neon",), "scalar": ()}
 #: Vector lanes, row vectors per register block, active cells per block of n row vectors, and the
 #: most passes of the direct cells kernel: isa.h's constants, for NativePlan.choose.

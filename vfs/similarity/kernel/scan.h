@@ -312,7 +312,11 @@ static void lanes_tile(int Hp, int Wp, int *rows, int *cols) {
 static void lanes_block(const uint16_t *fb, int lanes, int gg, float *xb) {
     const int pfull = gg / VW * VW;
     if (lanes >= VW) {
-        for (int p = 0; p < pfull; p += VW) vtranspose_half(fb + p, gg, xb + (int64_t)p * VW);
+        int p = 0;
+#if defined(VTRANSPOSE2)
+        for (; p + 2 * VW <= gg; p += 2 * VW) vtranspose_half2(fb + p, gg, xb + (int64_t)p * VW);
+#endif
+        for (; p < pfull; p += VW) vtranspose_half(fb + p, gg, xb + (int64_t)p * VW);
         for (int p = pfull; p < gg; p++)
             for (int l = 0; l < VW; l++) xb[(int64_t)p * VW + l] = f16_to_f32(fb[(int64_t)l * gg + p]);
     } else {
