@@ -383,10 +383,10 @@ def results(current: Selection, search: FeatureSearch, query: QueryImage, region
             exclude: bool, approximate: bool | None, any_size: bool) -> tuple | None:
     """The region set's results, or the drawn region's: gallery, modes, label consistency and figures. The search
     shown, as its modes know it (what it depends on but its k), or None."""
-    set_shown = queries_panel.set_results(current, search, top_k, exclude)
+    scales = queries_panel.search_scales(current, search, any_size)
+    set_shown = queries_panel.set_results(current, search, top_k, exclude, scales)
     if set_shown is not None:
         return set_shown or None
-    scales = queries_panel.search_scales(current, search, any_size)
     if region is None:
         st.info("Draw on the query image (brush or rectangle) to search.")
         return None

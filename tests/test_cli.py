@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,6 +133,15 @@ def test_regions_file_searches_a_region_set(tmp_path, capsys, photo_dir):
     assert modes == [mode.to_dict(api_cache) for mode in search_modes(api_search, api, n=12)]
     assert sum(mode["size"] for mode in modes) == min(12, json.loads(out)["n_images"])
 
+    code, out, err = run(capsys, "search", photo_dir, *common, "--regions", photo_dir / "regions.json", "--json",
+                         "--top-k", "9", "--scales", "0.5,1")  # builds the missing level first
+    assert code == 0, err
+    scaled = api_search.search_regions(_regions_of(photo_dir, regions), top_k=9, scales=(0.5, 1.0))
+    found = json.loads(out)
+    assert found["scales"] == [0.5, 1.0]
+    assert [r["path"] for r in found["results"]] == [m.path for m in scaled.matches]
+    assert [r["scales"] for r in found["results"]] == [m.scales for m in scaled.matches]
+
     (tmp_path / "bad.json").write_text(json.dumps([{"image": "animals/chelsea.png"}]))
     code, _, err = run(capsys, "search", photo_dir, *common, "--regions", tmp_path / "bad.json")
     assert code == 2 and "exactly one of" in err
@@ -188,3 +198,10 @@ def test_json_results_name_their_labels(tmp_path, capsys, photo_dir):
     by_folder = {r["label"]: r["label_name"] for r in json.loads(out)["results"]}
     assert by_folder["animals"] == "animals and people"  # named by the dataset's labels.csv
     assert by_folder["textures"] == "textures"  # a folder the file does not name keeps its own name
+
+
+def _regions_of(root: Path, items: list[dict]) -> list:
+    from vfs.feature_search import QueryRegion
+
+    return [QueryRegion(root / item["image"], box=tuple(item["box"]), negative=item.get("negative", False))
+            for item in items]

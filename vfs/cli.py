@@ -265,19 +265,20 @@ def _search_regions(fs, args: argparse.Namespace) -> int:
     if args.approximate or args.query:
         raise VfsError("--regions cannot be combined with --query or --approximate.")
     result = fs.search_regions(_read_regions(args.regions), top_k=args.top_k, exclude_query=args.exclude_query,
-                               negative_weight=args.negative_weight)
+                               negative_weight=args.negative_weight, scales=args.scales)
     modes = {"modes": [mode.to_dict(fs.cache) for mode in _modes(fs, result, args.modes)]} if args.modes else {}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "negative": result.negative,
-                          "negative_weight": result.negative_weight,
+                          "negative_weight": result.negative_weight, "scales": list(args.scales),
                           "results": [{**m.to_dict(), "label_name": fs.label_name(m.label)}
                                       for m in result.matches], **modes}, indent=2))
         return 0
     print(f"{len(fs.cache)} images searched for {len(result.negative)} regions in {result.seconds * 1000:.1f} ms "
           f"({result.backend})")
     for rank, match in enumerate(result.matches, start=1):
-        boxes = "  ".join(",".join(f"{v:.0f}" for v in box) for box in match.boxes)
+        boxes = "  ".join(",".join(f"{v:.0f}" for v in box) + (f" (scale {scale:g})" if len(args.scales) > 1 else "")
+                          for box, scale in zip(match.boxes, match.scales))
         print(f"{rank:3d}. {match.score:.4f}  {match.path}  [{match.label or '-'}]  boxes {boxes}")
     _print_modes(modes)
     return 0

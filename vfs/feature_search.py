@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from vfs.features.label_names import LabelNames, read_label_names
 from vfs.features.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
 from vfs.features.sources import is_uri
 from vfs.similarity.exact import Query, SearchResult, SimilarityBackend, search
-from vfs.similarity.region_set import RegionQuery, RegionSetResult, search_region_set
+from vfs.similarity.region_set import RegionSetResult, combine_region_searches
 from vfs.similarity.scales import scale_level, search_scales
 
 if TYPE_CHECKING:
@@ -309,21 +310,24 @@ class FeatureSearch:
             return self._levels[scale]
 
     def search_regions(self, regions: Sequence[QueryRegion], top_k: int = 20, exclude_query: bool = False,
-                       negative_weight: float = 1.0) -> RegionSetResult:
+                       negative_weight: float = 1.0, scales: Sequence[float] = (1.0,)) -> RegionSetResult:
         """Top-k images by the score of a region set: the mean of the positive regions' best-window cosines
         minus ``negative_weight`` times the largest of the negatives' (:mod:`vfs.similarity.region_set`).
 
-        ``exclude_query`` leaves out every dataset image a region was drawn on.
+        ``exclude_query`` leaves out every dataset image a region was drawn on. ``scales``: each region is
+        searched at these sizes, as :meth:`search` does (its cosine in an image is its best over them).
         """
-        queries, exclude = [], []
+        if not regions:
+            raise MaskError("A region set needs at least one region.")
+        started = time.perf_counter()
+        searched, exclude = [], []
         for region in regions:
-            features, size = self.query_features(region.image)
-            queries.append(RegionQuery(Query(features, self.grid_mask(size, mask=region.mask, box=region.box)),
-                                       region.negative))
+            searched.append(self.search(region.image, mask=region.mask, box=region.box, top_k=0, scales=scales))
             if exclude_query and not isinstance(region.image, (bytes, Image.Image)):
                 row = self._cache_row(Path(region.image).expanduser())
                 exclude += [row] if row is not None else []
-        return search_region_set(self.cache, queries, top_k, exclude or None, negative_weight, self.backend)
+        return combine_region_searches(self.cache, searched, [region.negative for region in regions], top_k,
+                                       exclude or None, negative_weight, started)
 
     def build_shortlist(self) -> Shortlist:
         """Build the cache's shortlist for approximate search unless an up-to-date one exists; needs

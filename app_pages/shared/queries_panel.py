@@ -37,6 +37,7 @@ from vfs.dashboard.queries import (
     modes_problem,
     remove_region,
     run_region_set,
+    scale_caption,
     scales_for,
     searches_as_set,
     set_problem,
@@ -191,7 +192,8 @@ def _set_region_jpeg(current: Selection, kept: SetRegion) -> bytes:
     return jpeg_bytes(set_region_picture(picture, kept.region.grid_weights(size, current.grid), kept.negative))
 
 
-def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: bool) -> tuple | None:
+def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: bool,
+                scales: tuple[float, ...] = (1.0,)) -> tuple | None:
     """When the query set searches as a set, its results (each with every positive region's box), their filters,
     modes, details and score distribution, and the set's search as its modes know it (what it depends on but its
     k; () when none was shown); None when the query is not a set."""
@@ -203,11 +205,11 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
         st.info(problem)
         return ()
     search_id = ("set", str(current.cache_path), manifest_token(current.cache_path), tuple(r.key for r in regions),
-                 exclude)
+                 exclude, scales)
     key = (*search_id, top_k)
     try:
         outcome, thumbnails = common.remembered(_SET_SEARCH_KEY, key,
-                                                lambda: _set_search(current, search, regions, top_k, exclude))
+                                                lambda: _set_search(current, search, regions, top_k, exclude, scales))
     except VfsError as exc:
         st.error(as_markdown_text(exc))
         return ()
@@ -226,8 +228,9 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
         cards = st.container(horizontal=True, wrap=True, gap="medium")
         for rank, match in enumerate(matches, start=1):
             with cards.container(width=SET_CARD_WIDTH, gap="small"):
+                sizes = ", ".join(scale_caption(scale) or "1× size" for scale in match.scales)
                 caption = thumbnail_caption(rank, match.score, search.label_name(match.label) if match.label else None,
-                                            match.path)
+                                            match.path, sizes if any(scale != 1.0 for scale in match.scales) else None)
                 st.image(thumbnails[rank - 1], width="stretch", caption=as_markdown_text(caption))
                 if st.button("Details", key=f"set-details-{rank}",
                              help="Where each region of the query was found in this image, and how its score adds up"):
@@ -314,8 +317,13 @@ def show_set_match(current: Selection, search: FeatureSearch, outcome: SetOutcom
         region_column, found_column, heat_column = st.columns(3)
         region_column.image(_set_region_jpeg(current, part.region), width="stretch",
                             caption=f"Region {number}, {sign}: {as_markdown_text(part.region.query.name)}")
+        found_at = f", at {scale_caption(part.scale)}" if part.scale != 1.0 else ""
         found_column.image(jpeg_bytes(match_picture(picture, part.box, full_size)), width="stretch",
-                           caption=f"Its best window here: {part.score:.3f}")
+                           caption=f"Its best window here: {part.score:.3f}{found_at}")
+        if part.scale != 1.0:  # its window is on that size's grid: the heatmap of the drawn size does not apply
+            heat_column.caption("Found at another size than drawn: the score of every window position is shown for "
+                                "matches at the size drawn.")
+            continue
         scores = window_heatmap(search, current.root, part.region.query, part.region.region, match.index)
         heat_column.image(jpeg_bytes(heatmap_picture(picture, scores, part.window[2:], current.grid, part.box,
                                                      full_size)), width="stretch",
@@ -324,8 +332,8 @@ def show_set_match(current: Selection, search: FeatureSearch, outcome: SetOutcom
 
 
 def _set_search(current: Selection, search: FeatureSearch, regions: tuple[SetRegion, ...], top_k: int,
-                exclude: bool) -> tuple[SetOutcome, list[bytes]]:
-    outcome = run_region_set(search, current.root, regions, top_k, exclude)
+                exclude: bool, scales: tuple[float, ...]) -> tuple[SetOutcome, list[bytes]]:
+    outcome = run_region_set(search, current.root, regions, top_k, exclude, scales)
     thumbnails = boxes_jpegs([(current.root / m.path, m.boxes) for m in outcome.result.matches], SET_THUMBNAIL_SIDE)
     return outcome, thumbnails
 

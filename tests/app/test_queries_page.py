@@ -8,6 +8,7 @@ import numpy as np
 
 from tests.support.app_cases import canvas_rect, draw, run_until
 from vfs.dashboard.links import from_params
+from vfs.similarity.scales import ScaledSearchResult
 
 
 def unescaped(text: str) -> str:
@@ -39,7 +40,7 @@ def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashb
 
     def searched_every_size(app) -> bool:
         shown = app.session_state["last_search"] if "last_search" in app.session_state else None  # noqa: SIM401 - AppTest's session state has no get()
-        return shown is not None and shown.key[-1] != (1.0,)
+        return shown is not None and isinstance(shown.outcome.result, ScaledSearchResult)
 
     run_until(app, searched_every_size, timeout=240)
     assert not app.exception, app.exception
@@ -55,6 +56,19 @@ def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashb
     _, modes = app.session_state["match_modes"]
     scored = app.session_state["last_search"].outcome.result.scores
     assert modes and sum(mode.size for mode in modes) == min(200, int(np.isfinite(scored).sum()))
+
+    # a region set is searched at every size too, each result saying the size of each region's window
+    for box in (private_case.patch_box, (256, 256, 448, 448)):
+        draw(app, canvas_rect(box))
+        app.run()
+        app.button(key="add_region").click().run()
+    assert not app.exception, app.exception
+    outcome, _ = app.session_state["last_set_search"][1]
+    assert all(isinstance(region, ScaledSearchResult) for region in outcome.result.regions)
+    captions = gallery_captions(app)
+    assert len(captions) == len(outcome.result.matches)
+    for caption, match in zip(captions, outcome.result.matches):
+        assert ("× size" in caption) == any(scale != 1.0 for scale in match.scales), caption
 
 
 def test_two_regions_and_a_negative_search_the_set_and_the_link_reproduces_it(dashboard, private_case):

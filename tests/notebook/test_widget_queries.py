@@ -10,7 +10,9 @@ from vfs.analysis.match_modes import search_modes
 from vfs.analysis.subset import top_matches, top_set_matches
 from vfs.errors import VfsError
 from vfs.feature_search import QueryRegion
+from vfs.features.geometry import window_to_box
 from vfs.notebook.widget import SearchWidget
+from vfs.similarity.region_set import combine_scores
 
 
 def drawn(w: SearchWidget, box: tuple[float, float, float, float]) -> None:
@@ -129,3 +131,32 @@ def test_modes_of_a_multi_scale_search_read_each_level(indexed):
     assert w._error == ""
     expected = search_modes(indexed, indexed.search(w.query, box=(100, 50, 300, 250), top_k=6, scales=(1.0, 0.5)))
     assert [m.members for m in w.modes()] == [m.members for m in expected]
+
+
+def test_a_region_set_is_searched_at_every_size_asked_for(indexed):
+    indexed.scale_level(0.5).index()
+    data = indexed.data
+    regions = [QueryRegion(data / "animals/chelsea.png", box=(100, 50, 300, 250)),
+               QueryRegion(data / "things/rocket.jpg", box=(50, 50, 300, 300)),
+               QueryRegion(data / "textures/brick.png", box=(0, 0, 150, 150), negative=True)]
+    scales = (1.0, 0.5)
+    w = SearchWidget(indexed, top_k=6, scales=scales)
+    for region in regions:
+        w.add_region(region)
+    result = w.search_result
+    # each region's score in an image is its best over the sizes, as a one-region search at those sizes finds it
+    alone = [indexed.search(region.image, box=region.box, top_k=0, scales=scales) for region in regions]
+    expected = combine_scores(np.stack([one.scores for one in alone]), [False, False, True])
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-6)
+    found = set()
+    for match in result.matches:
+        for box, scale, one in zip(match.boxes, match.scales, alone[:2]):
+            assert scale == one.image_scales[match.index]
+            size = tuple(int(v) for v in indexed.cache.image_sizes[match.index])
+            top, left = (int(v) for v in one.windows[match.index])
+            assert box == window_to_box(top, left, *one.window_shape, size, one.level_grids[scale])
+            found.add(scale)
+    assert found == {1.0, 0.5}  # boxes on both sizes' grids were checked
+    assert all(len(p["boxes"]) == 2 for p in w._matches)
+    modes = w.modes()  # each result's windows read from the levels they were found at
+    assert [m.members for m in modes] == [m.members for m in search_modes(indexed, result)]

@@ -136,12 +136,14 @@ def spectral_modes(affinity: np.ndarray, max_modes: int = DEFAULT_MAX_MODES, see
     return relabelled.astype(np.int64)
 
 
-def set_window_descriptors(cache: FeatureCache, result: RegionSetResult, images: np.ndarray) -> np.ndarray:
+def set_window_descriptors(cache: FeatureCache, result: RegionSetResult, images: np.ndarray,
+                           levels: Mapping[float, FeatureCache] | None = None) -> np.ndarray:
     """(n, ·) each image's matched windows for every positive region of a region set, each described as
     :func:`window_descriptors` does, side by side and scaled by 1/√P (P positive regions): unit length, and two
     images are alike as far as they match every positive region alike. Negatives are left out: a result's
-    window for a negative region is where it looks least like what is not wanted."""
-    parts = [window_descriptors(cache, region, images)
+    window for a negative region is where it looks least like what is not wanted. ``levels``: as for
+    :func:`window_descriptors`, for a set searched at several scales."""
+    parts = [window_descriptors(cache, region, images, levels)
              for region, negative in zip(result.regions, result.negative) if not negative]
     return np.hstack(parts) / np.sqrt(len(parts))
 
@@ -158,11 +160,11 @@ def match_modes(cache: FeatureCache, result: SearchResult, n: int = DEFAULT_MATC
 
 
 def region_set_modes(cache: FeatureCache, result: RegionSetResult, n: int = DEFAULT_MATCHES,
-                     max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS,
-                     seed: int = 0) -> list[MatchMode]:
+                     max_modes: int = DEFAULT_MAX_MODES, neighbours: int = DEFAULT_NEIGHBOURS, seed: int = 0,
+                     levels: Mapping[float, FeatureCache] | None = None) -> list[MatchMode]:
     """The modes of the top ``n`` results of a region set (by the set's score), largest first."""
     images = top_k_indices(result.scores, n)
-    return _modes(cache, images, set_window_descriptors(cache, result, images), max_modes, neighbours, seed)
+    return _modes(cache, images, set_window_descriptors(cache, result, images, levels), max_modes, neighbours, seed)
 
 
 def _modes(cache: FeatureCache, images: np.ndarray, descriptors: np.ndarray, max_modes: int, neighbours: int,
@@ -208,9 +210,10 @@ def search_modes(search: FeatureSearch, result: SearchResult | RegionSetResult,
                  n: int = DEFAULT_MATCHES) -> list[MatchMode]:
     """The modes of a search ``search`` ran: of one region, at one scale or several (each level's cache opened
     from ``search``), or of a region set."""
+    searches = result.regions if isinstance(result, RegionSetResult) else [result]
+    scales = {scale for one in searches if isinstance(one, ScaledSearchResult) and one.level_grids
+              for scale in one.level_grids if scale != 1.0}
+    levels = {scale: search.scale_level(scale).cache for scale in scales}
     if isinstance(result, RegionSetResult):
-        return region_set_modes(search.cache, result, n=n)
-    levels = {}
-    if isinstance(result, ScaledSearchResult) and result.level_grids:
-        levels = {scale: search.scale_level(scale).cache for scale in result.level_grids if scale != 1.0}
+        return region_set_modes(search.cache, result, n=n, levels=levels)
     return match_modes(search.cache, result, n=n, levels=levels)

@@ -15,10 +15,10 @@ from vfs.cache.feature_cache import FeatureCache
 from vfs.dashboard.build_cost import BuildCost, cache_bytes
 from vfs.dashboard.query_images import QueryImage
 from vfs.feature_search import FeatureSearch, QueryRegion
-from vfs.features.geometry import Box, window_to_box
+from vfs.features.geometry import Box
 from vfs.similarity.exact import SearchResult
 from vfs.similarity.region import Region
-from vfs.similarity.region_set import RegionSetMatch, RegionSetResult
+from vfs.similarity.region_set import RegionSetMatch, RegionSetResult, found_window
 from vfs.similarity.scales import MULTI_SCALES, scale_level
 
 AS_DRAWN, ANY_SIZE = "as drawn", "any size (½–2×)"
@@ -131,10 +131,11 @@ class SetOutcome:
 
 
 def run_region_set(search: FeatureSearch, root: Path, regions: tuple[SetRegion, ...], top_k: int,
-                   exclude_query: bool) -> SetOutcome:
+                   exclude_query: bool, scales: tuple[float, ...] = (1.0,)) -> SetOutcome:
+    """``scales`` other than (1,): each region at those sizes too (every level must be indexed)."""
     started = time.perf_counter()
     result = search.search_regions(query_regions(regions, root, search.grid), top_k=top_k,
-                                   exclude_query=exclude_query)
+                                   exclude_query=exclude_query, scales=scales)
     return SetOutcome(result, regions, time.perf_counter() - started)
 
 
@@ -158,18 +159,18 @@ class MatchPart:
     region: SetRegion
     score: float  # the region's best-window cosine in the image
     box: Box  # that window, in the image's pixels
-    window: tuple[int, int, int, int]  # (top, left, height, width) on the grid
+    window: tuple[int, int, int, int]  # (top, left, height, width) on the grid of the scale it was found at
+    scale: float = 1.0
 
 
 def match_parts(outcome: SetOutcome, match: RegionSetMatch, cache: FeatureCache) -> list[MatchPart]:
     """Every region of the set (negatives too) in ``match``'s image: its best window and score, in the set's order."""
-    size = (int(cache.image_sizes[match.index, 0]), int(cache.image_sizes[match.index, 1]))
     parts = []
     for kept, searched in zip(outcome.regions, outcome.result.regions):
         top, left = (int(v) for v in searched.windows[match.index])
-        height, width = searched.window_shape
-        parts.append(MatchPart(kept, float(searched.scores[match.index]),
-                               window_to_box(top, left, height, width, size, cache.grid), (top, left, height, width)))
+        box, scale = found_window(cache, searched, match.index)
+        parts.append(MatchPart(kept, float(searched.scores[match.index]), box, (top, left, *searched.window_shape),
+                               scale))
     return parts
 
 

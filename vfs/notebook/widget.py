@@ -482,8 +482,6 @@ class SearchWidget(anywidget.AnyWidget):
         negatives = len(self._set) - positives
         text = f"{positives} region{'s' * (positives != 1)} to look for"
         text += f", {negatives} not to" if negatives else ""
-        if self._scales != (1.0,):
-            text += " · a region set is searched at the size drawn"
         return text + (" · add the drawing to search with it" if self._drawn is not None else "")
 
     def _forget_modes(self) -> None:
@@ -520,7 +518,8 @@ class SearchWidget(anywidget.AnyWidget):
             return
         fs = self.feature_search
         try:
-            result = fs.search_regions(self._set, top_k=max(1, self.top_k), exclude_query=self.exclude_query)
+            result = fs.search_regions(self._set, top_k=max(1, self.top_k), exclude_query=self.exclude_query,
+                                       scales=self._scales)
             payload = set_match_payload(result.matches, fs.data, label_names=fs.label_names)
         except (VfsError, ValueError, OSError) as exc:
             self._fail(exc)
