@@ -20,6 +20,14 @@ def gallery_captions(app) -> list[str]:
     return [unescaped(caption) for image in app.image for caption in image.captions if caption[:1].isdigit()]
 
 
+def add_two_regions(app, case) -> None:
+    """Draw the case's patch, then a box in the lower right, adding each to the query's region set."""
+    for box in (case.patch_box, (256, 256, 448, 448)):
+        draw(app, canvas_rect(box))
+        app.run()
+        app.button(key="add_region").click().run()
+
+
 def opened(dashboard, case, **kwargs):
     app = dashboard(case, **kwargs).run()
     assert not app.exception, app.exception
@@ -58,10 +66,7 @@ def test_any_size_builds_the_levels_when_asked_and_captions_show_the_scale(dashb
     assert modes and sum(mode.size for mode in modes) == min(200, int(np.isfinite(scored).sum()))
 
     # a region set is searched at every size too, each result saying the size of each region's window
-    for box in (private_case.patch_box, (256, 256, 448, 448)):
-        draw(app, canvas_rect(box))
-        app.run()
-        app.button(key="add_region").click().run()
+    add_two_regions(app, private_case)
     assert not app.exception, app.exception
     outcome, _ = app.session_state["last_set_search"][1]
     assert all(isinstance(region, ScaledSearchResult) for region in outcome.result.regions)
@@ -135,10 +140,7 @@ def test_choosing_a_mode_filters_the_gallery(dashboard, private_case):
 
 def test_a_sets_results_have_details_label_filters_and_their_score_plot(dashboard, constructed_case):
     app = opened(dashboard, constructed_case)
-    for box in (constructed_case.patch_box, (256, 256, 448, 448)):
-        draw(app, canvas_rect(box))
-        app.run()
-        app.button(key="add_region").click().run()
+    add_two_regions(app, constructed_case)
     assert not app.exception, app.exception
     outcome, _ = app.session_state["last_set_search"][1]
     assert len(gallery_captions(app)) == len(outcome.result.matches)
@@ -170,10 +172,7 @@ def test_a_sets_results_have_details_label_filters_and_their_score_plot(dashboar
 
 def test_a_sets_matches_have_modes_that_filter_its_gallery_and_are_in_the_link(dashboard, private_case):
     app = opened(dashboard, private_case)
-    for box in (private_case.patch_box, (256, 256, 448, 448)):
-        draw(app, canvas_rect(box))
-        app.run()
-        app.button(key="add_region").click().run()
+    add_two_regions(app, private_case)
     app.button(key="find_modes").click().run()
     assert not app.exception, app.exception
     search_id, modes = app.session_state["match_modes"]
