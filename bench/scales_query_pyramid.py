@@ -14,8 +14,9 @@ so indexing costs nothing more; three ways to rescale it (``--query-pyramids``):
   an average photo's rather than the query's or a flat colour.
 
 Scale 1 is the ordinary query in every variant. Data and copies are those of :mod:`bench.scales`
-(``--work``: the folder it made, with ``pasted/``); the dataset pyramid (``--dataset-pyramid``) needs every
-level indexed (``vfs index --scales multi`` or :mod:`bench.scales`).
+(``--work``: the folder it made, with ``pasted/``); the dataset pyramid (``--dataset-pyramid``) needs the
+levels it is given indexed (``vfs index --scales multi`` or :mod:`bench.scales`; rows whose scales are not all
+given are left out).
 
 For each class's query box the ranks of its 0.5× and 1.6× copies and label precision@20 are reported for the
 ``image`` query (its grid computed on the whole photo) and the ``region`` query (everything outside the box
@@ -23,7 +24,7 @@ replaced by the model's mean colour, as in :mod:`bench.scales_probe`), over scal
 all five scales; with the query time of the query pyramid's scales (model passes and searches).
 
 ``python -m bench.scales_query_pyramid --work DIR --cache-dir DIR --layer blocks.6 [--query-pyramids resize,canvas,context]
-[--dataset-pyramid] [--record]``
+[--dataset-pyramid [SCALES]] [--record]``
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from vfs.features.geometry import box_to_grid
 from vfs.features.models import FeatureModel
 from vfs.similarity.exact import Query, search
 from vfs.similarity.ranking import top_k_indices
-from vfs.similarity.scales import MULTI_SCALES, placed_query
+from vfs.similarity.scales import MULTI_SCALES, parse_scales, placed_query
 
 SCALE_SETS = (("scale 1", (1.0,)), ("0.5, 1", (0.5, 1.0)), ("multi", MULTI_SCALES))
 
@@ -104,7 +105,8 @@ def main() -> None:
                         help="canvas: the box placed at N×N sub-cell positions (steps of 1/N cell), best of them")
     parser.add_argument("--backgrounds", type=int, default=8,
                         help="context: the region pasted onto N dataset photos (not the copies' own), features averaged")
-    parser.add_argument("--dataset-pyramid", action="store_true", help="also score the indexed dataset pyramid")
+    parser.add_argument("--dataset-pyramid", nargs="?", const="multi", default=None, metavar="SCALES",
+                        help="also score the indexed dataset pyramid (its levels at SCALES, default all five)")
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args()
 
@@ -112,7 +114,7 @@ def main() -> None:
     fs = FeatureSearch(work, layer=args.layer, cache_dir=args.cache_dir)
     base, model, grid = fs.cache, fs.model, fs.grid
     input_height, input_width = model.preprocessing.input_size
-    levels = {s: fs.scale_level(s).cache for s in MULTI_SCALES} if args.dataset_pyramid else {}
+    levels = {s: fs.scale_level(s).cache for s in parse_scales(args.dataset_pyramid)} if args.dataset_pyramid else {}
     rows = {s: np.array([cache.index_of(p) for p in base.paths]) for s, cache in levels.items()}
     paths = base.paths
     classes = sorted({p.split("/")[0] for p in paths} - {"pasted"})
@@ -184,6 +186,8 @@ def main() -> None:
                 for name, scales in SCALE_SETS:
                     if method != methods[0] and name == "scale 1":
                         continue  # the same search as the first method's scale 1
+                    if method == "dataset" and not set(scales) <= set(levels):
+                        continue  # a level not asked for
                     keys = [f"{method} {s:g}" for s in scales if f"{method} {s:g}" in per_scale]
                     scores = np.max([per_scale[k] for k in keys], axis=0)
                     scores[query_row] = -np.inf
