@@ -6,7 +6,8 @@ For each layer (default for tf_efficientnet_lite0: blocks.6, 320×7×7, and bloc
 otherwise the model's default layer) the cache of DIR is built if missing (``vfs.build_index``)
 and memory-mapped. For four grid masks (one cell, 3×3 cells, an irregular soft brush stroke
 drawn in pixels and area-averaged onto the grid, the full grid) and a few query images taken
-from the cache, it measures side by side, in one process and interleaved round by round:
+from the cache, it measures side by side in one process (the fused searches and the memory streams
+interleaved round by round, then PyTorch's and the reference's rounds):
 
 * ``vfs``: ``vfs.similarity.exact.search(cache, query, top_k=20)`` (the default CPU backend: the fused
   kernel when it was built, on the instruction set the CPU or ``VFS_KERNEL_ISA`` chooses), whole
@@ -22,7 +23,9 @@ from the cache, it measures side by side, in one process and interleaved round b
   summing them as uint64 and copying them into a preallocated buffer (one thread, numpy), and the
   same over all cores.
 
-Every figure is the minimum over repeats. Top-20 results (image and window) of vfs and the
+Every figure is the minimum over repeats; the fused ISAs' searches of a mask run in an order that rotates round by
+round, and PyTorch's and the reference's rounds come after all of theirs (PyTorch's worker threads spin on the cores
+for a while after its search and slowed whatever ran next). Top-20 results (image and window) of vfs and the
 reference are compared for every query and mask, and their scores for every image.
 """
 
@@ -175,9 +178,16 @@ def bench_layer(cache: FeatureCache, queries: int, repeats: int, ref_repeats: in
         for key, fn in stream.all().items():
             memory[key].append(cpu_timed(fn, memory_cpu[key]))
         for name, q in queries_by_mask.items():
-            for isa, engine in engines.items():
-                times[name][isa].append(cpu_timed(lambda: search(cache, q, top_k=TOP_K, backend=engine),
-                                                  cpu[name][isa]))
+            contenders = list(engines.items())
+            shift = r % len(contenders)  # each ISA in every position in turn
+            for key, engine in contenders[shift:] + contenders[:shift]:
+                times[name][key].append(cpu_timed(lambda engine=engine: search(cache, q, top_k=TOP_K, backend=engine),
+                                                  cpu[name][key]))
+    # PyTorch's and the reference's rounds come after: PyTorch's worker threads keep spinning on the cores after
+    # its search, so a fused scan timed after it ran up to 1.6× slower (measured: the 7×7 full grid 7.8 ms after
+    # it, 3.6 ms without it)
+    for r in range(repeats):
+        for name, q in queries_by_mask.items():
             times[name]["torch"].append(cpu_timed(lambda: search(cache, q, top_k=TOP_K, backend=chunked[name]),
                                                   cpu[name]["torch"]))
             if r < ref_repeats:
