@@ -36,6 +36,14 @@ def central_box(size: tuple[int, int]) -> tuple[float, float, float, float]:
     return width / 4, height / 4, 3 * width / 4, 3 * height / 4
 
 
+def class_query(work: Path, paths: list[str], cls: str) -> tuple[str, int, Image.Image, tuple[float, ...]]:
+    """A class's query for the probes: its first photo (path, row in ``paths``), as RGB, and its central box."""
+    query_path = min(p for p in paths if p.startswith(f"{cls}/"))
+    with Image.open(work / query_path) as image:
+        image = image.convert("RGB")
+    return query_path, paths.index(query_path), image, central_box(image.size)
+
+
 def build_dataset(source: Path, target: Path, per_class: int | None,
                   classes: int = 10) -> list[tuple[str, dict[float, str]]]:
     """Link the photos of ``source`` (the first ``per_class`` of each class, or all) into ``target`` and paste

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from bench._common import append_results, command_line, machine, now
-from bench.scales import central_box
+from bench.scales import class_query
 from vfs.cache.feature_cache import FeatureCache, cell_norms2
 from vfs.features.geometry import box_to_grid
 from vfs.features.models import FeatureModel, load_model
@@ -116,11 +116,7 @@ def main() -> None:
     classes = sorted({p.split("/")[0] for p in paths} - {"pasted"})
     results: dict[str, list[dict]] = {}
     for cls in classes:
-        query_path = min(p for p in paths if p.startswith(f"{cls}/"))
-        query_row = paths.index(query_path)
-        with Image.open(work / query_path) as image:
-            image = image.convert("RGB")
-        box = central_box(image.size)
+        query_path, query_row, image, box = class_query(work, paths, cls)
         features = {"image": base.features(base.index_of(query_path)).astype(np.float32),
                     "region": region_only_grid(model, args.layer, grid, image, box)}
         for query_kind, grid_features in features.items():

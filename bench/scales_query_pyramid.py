@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from bench._common import append_results, command_line, machine, now
-from bench.scales import central_box
+from bench.scales import class_query
 from bench.scales_probe import FACTORS
 from vfs import FeatureSearch
 from vfs.features.geometry import box_to_grid
@@ -133,11 +133,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     query_seconds: dict[tuple[str, str], list[float]] = {}  # (method, query kind): a query's five scales
     for cls in classes:
-        query_path = min(p for p in paths if p.startswith(f"{cls}/"))
-        query_row = paths.index(query_path)
-        with Image.open(work / query_path) as image:
-            image = image.convert("RGB")
-        box = central_box(image.size)
+        query_path, query_row, image, box = class_query(work, paths, cls)
         for query_kind in ("image", "region"):
             per_scale: dict[str, np.ndarray] = {}
             started = time.perf_counter()
