@@ -18,7 +18,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from app_pages.shared.common import PICKER_KEY
 from tests.support.data import package_photo
 from vfs.dashboard.safe_text import WORD_JOINER
 
@@ -110,6 +109,8 @@ def open_picker(app: object) -> None:
     each widget it was not sent: a picker opened once closed again on the next run, and an upload on that run found
     no uploader. Setting it before each run that needs it works at 1.65 and later alike.
     """
+    from app_pages.shared.common import PICKER_KEY  # Streamlit: this module is loaded where it is not installed
+
     app.session_state[PICKER_KEY] = True  # type: ignore[attr-defined]
 
 
