@@ -23,7 +23,7 @@ from vfs.dashboard.canvas import (
     drawing_to_region,
     region_objects,
 )
-from vfs.dashboard.gallery import gallery_caption, thumbnail_caption
+from vfs.dashboard.gallery import gallery_caption, thumbnail_caption, thumbnails_of
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import MAX_TOP_K
 from vfs.dashboard.plots import score_distribution
@@ -210,12 +210,10 @@ def searched(search: FeatureSearch, current: Selection, query: QueryImage, regio
     matches = outcome.result.matches
     # a change of k or of exclude-query keeps most matches: their thumbnails are reused (and, the same bytes, are
     # the same media URL, which the browser has already loaded)
-    known = {} if last is None else dict(zip(((m.path, tuple(m.box)) for m in last.outcome.result.matches),
-                                             last.thumbnails))
-    missing = [m for m in matches if (m.path, tuple(m.box)) not in known]
-    known |= zip(((m.path, tuple(m.box)) for m in missing),
-                 match_jpegs([(current.root / m.path, m.box) for m in missing], THUMBNAIL_SIDE))
-    thumbnails = [known[(m.path, tuple(m.box))] for m in matches]
+    thumbnails = thumbnails_of(matches, [] if last is None else zip(last.outcome.result.matches, last.thumbnails),
+                               lambda m: (m.path, tuple(m.box)),
+                               lambda missing: match_jpegs([(current.root / m.path, m.box) for m in missing],
+                                                           THUMBNAIL_SIDE))
     shown = ShownSearch(key, outcome, st.session_state.get("searches", 0) + 1, thumbnails)
     st.session_state["searches"] = shown.number
     st.session_state["last_search"] = shown

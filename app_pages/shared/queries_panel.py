@@ -19,7 +19,7 @@ from vfs.analysis.labels import describe_vote, label_rows
 from vfs.analysis.match_modes import MatchMode, describe_mode, exemplar_matches, mode_rows, search_modes
 from vfs.analysis.subset import top_set_matches
 from vfs.cache.catalog import manifest_token
-from vfs.dashboard.gallery import thumbnail_caption
+from vfs.dashboard.gallery import thumbnail_caption, thumbnails_of
 from vfs.dashboard.indexing_jobs import JobState
 from vfs.dashboard.links import SharedRegion, SharedSearch
 from vfs.dashboard.plots import score_distribution
@@ -285,11 +285,9 @@ def _filtered_set(current: Selection, search: FeatureSearch, search_id: tuple, k
 
     def filtered() -> tuple[list[RegionSetMatch], list[bytes]]:
         kept = top_set_matches(outcome.result, cache, allowed, len(matches))
-        known = {match.index: thumbnail for match, thumbnail in zip(matches, thumbnails)}
-        missing = [match for match in kept if match.index not in known]
-        known |= dict(zip((m.index for m in missing),
-                          boxes_jpegs([(current.root / m.path, m.boxes) for m in missing], SET_THUMBNAIL_SIDE)))
-        return kept, [known[match.index] for match in kept]
+        return kept, thumbnails_of(kept, zip(matches, thumbnails), lambda m: m.index,
+                                   lambda missing: boxes_jpegs([(current.root / m.path, m.boxes) for m in missing],
+                                                               SET_THUMBNAIL_SIDE))
 
     kept, kept_thumbnails = common.remembered("filtered_set_gallery", (key, subset, tuple(chosen),
                                                                       None if mode is None else mode[0]), filtered)

@@ -18,6 +18,7 @@ from vfs.analysis.dataset_map import ROOT, DatasetMap
 from vfs.analysis.labels import UNLABELLED, describe_vote, label_rows
 from vfs.analysis.subset import Subset, top_matches
 from vfs.cache.feature_cache import FeatureCache
+from vfs.dashboard.gallery import thumbnails_of
 from vfs.dashboard.links import MapCluster
 from vfs.dashboard.safe_text import as_markdown_text
 from vfs.dashboard.searching import ShownSearch
@@ -155,10 +156,8 @@ def _filtered(current: Selection, cache: FeatureCache, shown: ShownSearch, allow
               thumbnail_side: int) -> ShownSearch:
     matches = shown.outcome.result.matches
     kept = top_matches(shown.outcome.result, cache, allowed, len(matches))
-    known = {match.index: thumbnail for match, thumbnail in zip(matches, shown.thumbnails)}
-    missing = [match for match in kept if match.index not in known]
-    known |= dict(zip((m.index for m in missing),
-                      match_jpegs([(current.root / m.path, m.box) for m in missing], thumbnail_side)))
+    thumbnails = thumbnails_of(kept, zip(matches, shown.thumbnails), lambda m: m.index,
+                               lambda missing: match_jpegs([(current.root / m.path, m.box) for m in missing],
+                                                           thumbnail_side))
     result = dataclasses.replace(shown.outcome.result, matches=kept)
-    return dataclasses.replace(shown, outcome=dataclasses.replace(shown.outcome, result=result),
-                               thumbnails=[known[match.index] for match in kept])
+    return dataclasses.replace(shown, outcome=dataclasses.replace(shown.outcome, result=result), thumbnails=thumbnails)

@@ -1,8 +1,8 @@
-"""The gallery's captions."""
+"""The gallery: its captions, and its thumbnails reused from an earlier gallery."""
 
 from __future__ import annotations
 
-from vfs.dashboard.gallery import SHORT_NAME_CHARS, gallery_caption, short_file_name, thumbnail_caption
+from vfs.dashboard.gallery import SHORT_NAME_CHARS, gallery_caption, short_file_name, thumbnail_caption, thumbnails_of
 
 
 def test_short_names_keep_both_ends_of_a_long_name():
@@ -23,3 +23,16 @@ def test_the_gallery_caption_names_its_filters():
     assert gallery_caption(12, 3925, 4, ("label: dress",), approximate=True, shareable=True) == (
         "Top 12 of 3,925 images, approximate · label: dress (search #4) · the page's address now reproduces "
         "this search")
+
+
+def test_thumbnails_are_reused_by_key_and_the_missing_ones_made_in_one_call():
+    made: list[list[str]] = []
+
+    def make(missing: list[str]) -> list[bytes]:
+        made.append(list(missing))
+        return [name.encode() + b"-new" for name in missing]
+
+    earlier = [("a", b"a-old"), ("b", b"b-old")]
+    assert thumbnails_of(["b", "c", "a", "d"], earlier, lambda m: m, make) == [
+        b"b-old", b"c-new", b"a-old", b"d-new"]
+    assert made == [["c", "d"]]

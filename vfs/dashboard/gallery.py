@@ -4,6 +4,11 @@ Captions are plain text: the page passes every name through ``as_markdown_text``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TypeVar
+
+M = TypeVar("M")
+
 #: A file name in a thumbnail caption is cut to about this many characters (the full path is in the
 #: Details button's tooltip), so a caption takes two lines at most instead of breaking a name over four.
 SHORT_NAME_CHARS = 26
@@ -35,3 +40,13 @@ def gallery_caption(shown: int, searched: int, search_number: int, filters: tupl
     line += "".join(f" · {described}" for described in filters)
     line += f" (search #{search_number})"
     return line + (" · the page's address now reproduces this search" if shareable else "")
+
+
+def thumbnails_of(matches: Sequence[M], earlier: Iterable[tuple[M, bytes]], key: Callable[[M], Hashable],
+                  make: Callable[[list[M]], list[bytes]]) -> list[bytes]:
+    """Each match's thumbnail: the one an earlier gallery made for a match of the same ``key``, else made now by
+    ``make`` (the missing ones in one call, which decodes them in parallel)."""
+    known = {key(match): thumbnail for match, thumbnail in earlier}
+    missing = [match for match in matches if key(match) not in known]
+    known.update(zip(map(key, missing), make(missing)))
+    return [known[key(match)] for match in matches]
