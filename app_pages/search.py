@@ -199,14 +199,15 @@ def query_picker(current: Selection, paths: list[str], query: QueryImage) -> Non
 
 
 def searched(search: FeatureSearch, current: Selection, query: QueryImage, region: Region, top_k: int,
-             exclude: bool, approximate: bool, scales: tuple[float, ...] = (1.0,)) -> ShownSearch:
+             exclude: bool, approximate: bool, scales: tuple[float, ...] = (1.0,),
+             region_alone: bool = False) -> ShownSearch:
     """Run the search unless the same one ran last."""
     key = (str(current.cache_path), manifest_token(current.cache_path), query.key, region.token, exclude, approximate,
-           scales, top_k)
+           scales, region_alone, top_k)
     last: ShownSearch | None = st.session_state.get("last_search")
     if last is not None and last.key == key:
         return last
-    outcome = run_search(search, current.root, query, region, top_k, exclude, approximate, scales)
+    outcome = run_search(search, current.root, query, region, top_k, exclude, approximate, scales, region_alone)
     matches = outcome.result.matches
     # a change of k or of exclude-query keeps most matches: their thumbnails are reused (and, the same bytes, are
     # the same media URL, which the browser has already loaded)
@@ -370,26 +371,28 @@ def workspace(current: Selection) -> None:
         exclude = controls.toggle("Exclude the query image", key="exclude_query", width="content", persist_state="session")
         approximate = approximate_toggle(search, controls)
         any_size = queries_panel.size_toggle(controls)
-        search_id = results(current, search, query, region, top_k, exclude, approximate, any_size)
+        alone = queries_panel.alone_toggle(controls)
+        search_id = results(current, search, query, region, top_k, exclude, approximate, any_size, alone)
         # after the results: a link's mode filter applies to its search once that has run
         common.write_link(current, query, region, top_k, exclude, approximate,
                           st.session_state.get(result_filters.LABELS_KEY), any_size, queries_panel.shared_regions(),
-                          result_filters.linked_cluster(current), queries_panel.linked_mode(search_id))
+                          result_filters.linked_cluster(current), queries_panel.linked_mode(search_id), alone)
 
 
 def results(current: Selection, search: FeatureSearch, query: QueryImage, region: Region | None, top_k: int,
-            exclude: bool, approximate: bool | None, any_size: bool) -> tuple | None:
+            exclude: bool, approximate: bool | None, any_size: bool, alone: bool) -> tuple | None:
     """The region set's results, or the drawn region's: gallery, modes, label consistency and figures. The search
     shown, as its modes know it (what it depends on but its k), or None."""
     scales = queries_panel.search_scales(current, search, any_size)
-    set_shown = queries_panel.set_results(current, search, top_k, exclude, scales)
+    set_shown = queries_panel.set_results(current, search, top_k, exclude, scales, alone)
     if set_shown is not None:
         return set_shown or None
     if region is None:
         st.info("Draw on the query image (brush or rectangle) to search.")
         return None
     try:
-        shown = searched(search, current, query, region, top_k, exclude, bool(approximate) and scales == (1.0,), scales)
+        shown = searched(search, current, query, region, top_k, exclude, bool(approximate) and scales == (1.0,), scales,
+                         alone)
     except VfsError as exc:
         st.error(as_markdown_text(exc))
         return None

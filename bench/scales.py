@@ -4,9 +4,10 @@ The dataset is every photo of ``--data`` (imagenette-val by default, linked, not
 made ones: the central box (the middle half of width and height) of the first photo of each of 10
 classes, pasted onto a photo of the next class at 0.5× and at 1.6× its size relative to the image.
 For each query box, the rank of its two copies is reported for ``scales=(1,)`` and for the
-multi-scale default, at a 14×14 and a 7×7 layer of lite0; so is label precision@20 of the 10 query
-boxes (the copies count as wrong labels), the query time, and each pyramid level's indexing time
-and cache size.
+multi-scale default, each with the region's features computed on its photo (``image``, the default)
+and on its own (``region_alone=True``), at a 14×14 and a 7×7 layer of lite0; so is label precision@20
+of the 10 query boxes (the copies count as wrong labels; and with the copies left out), the query
+time, and each pyramid level's indexing time and cache size.
 
 ``python -m bench.scales --data ../shared/datasets/imagenette-val [--per-class N] [--record]``
 """
@@ -25,10 +26,14 @@ from PIL import Image
 from bench._common import append_results, command_line, machine, now
 from vfs import FeatureSearch
 from vfs.features.images import IMAGE_EXTENSIONS
+from vfs.features.region_alone import BACKGROUNDS
 from vfs.similarity.scales import MULTI_SCALES
 
 FACTORS = (0.5, 1.6)
 LAYERS = ("blocks.4", "blocks.6")
+#: (column, scales, region alone)
+CONFIGS = (("scale 1", (1.0,), False), ("multi", MULTI_SCALES, False),
+           ("scale 1, region alone", (1.0,), True), ("multi, region alone", MULTI_SCALES, True))
 
 
 def central_box(size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -80,6 +85,27 @@ def build_dataset(source: Path, target: Path, per_class: int | None,
     return pairs
 
 
+def background_draws(fs: FeatureSearch, target: Path, pairs: list[tuple[str, dict[float, str]]],
+                     draws: int) -> list[dict]:
+    """The multi-scale region-alone search again with ``draws`` other sets of backgrounds (random dataset photos,
+    never a copy): how much its result owes to which photos the region is pasted onto."""
+    photos = [row for row, path in enumerate(fs.cache.paths) if not path.startswith("pasted/")]
+    found = []
+    for seed in range(draws):
+        fs.use_backgrounds(np.random.default_rng(seed).choice(photos, BACKGROUNDS + 1, replace=False).tolist())
+        in_top5 = dict.fromkeys(FACTORS, 0)
+        for query, copies in pairs:
+            with Image.open(target / query) as image:
+                box = central_box(image.size)
+            top5 = [m.path for m in fs.search(target / query, box=box, top_k=5, exclude_query=True,
+                                              scales=MULTI_SCALES, region_alone=True).matches]
+            for factor, copy in copies.items():
+                in_top5[factor] += copy in top5
+        found.append({f"x{factor:g}": count for factor, count in in_top5.items()})
+    fs.use_backgrounds(None)
+    return found
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -92,6 +118,8 @@ def main() -> None:
                         help="link only the first N photos of each class (the pyramid costs 7.75× the base index)")
     parser.add_argument("--cache-dir", default="data/cache")
     parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--background-draws", type=int, default=5,
+                        help="also search multi-scale, region alone, with N random sets of backgrounds")
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args()
 
@@ -115,33 +143,38 @@ def main() -> None:
             with Image.open(target / query) as image:
                 box = central_box(image.size)
             ranked = {}
-            for name, scales in (("scale 1", (1.0,)), ("multi", MULTI_SCALES)):
+            for name, scales, alone in CONFIGS:
                 started = time.perf_counter()
-                result = fs.search(target / query, box=box, top_k=len(fs.cache), exclude_query=True, scales=scales)
+                result = fs.search(target / query, box=box, top_k=len(fs.cache), exclude_query=True, scales=scales,
+                                   region_alone=alone)
                 seconds = time.perf_counter() - started
                 order = [m.path for m in result.matches]
-                top20 = result.matches[:20]
+                photos = [m for m in result.matches if not m.path.startswith("pasted/")]
                 ranked[name] = {
                     "ms": round(seconds * 1000, 1),
                     "ranks": {f"{factor:g}": order.index(copy) + 1 for factor, copy in copies.items()},
                     "copy scales": {f"{factor:g}": next(m.scale for m in result.matches if m.path == copy)
                                     for factor, copy in copies.items()},
-                    "precision@20": sum(m.label == query.split("/")[0] for m in top20) / 20,
+                    "precision@20": sum(m.label == query.split("/")[0] for m in result.matches[:20]) / 20,
+                    "precision@20 without copies": sum(m.label == query.split("/")[0] for m in photos[:20]) / 20,
                 }
             rows.append({"query": query, **ranked})
         summary_rows = {}
-        for name in ("scale 1", "multi"):
+        for name, _, _ in CONFIGS:
             summary_rows[name] = {
                 f"x{factor:g} copies in the top 5": sum(r[name]["ranks"][f"{factor:g}"] <= 5 for r in rows)
                 for factor in FACTORS}
             summary_rows[name].update({f"x{factor:g} ranks": [r[name]["ranks"][f"{factor:g}"] for r in rows]
                                        for factor in FACTORS})
-            summary_rows[name]["label precision@20 (mean)"] = round(float(np.mean([r[name]["precision@20"]
-                                                                                 for r in rows])), 3)
+            for key in ("precision@20", "precision@20 without copies"):
+                summary_rows[name][f"label {key} (mean)"] = round(float(np.mean([r[name][key] for r in rows])), 3)
             summary_rows[name]["query ms (median)"] = float(np.median([r[name]["ms"] for r in rows]))
-        summary_rows["multi"]["scale found for the x0.5 copies"] = [r["multi"]["copy scales"]["0.5"] for r in rows]
-        summary_rows["multi"]["scale found for the x1.6 copies"] = [r["multi"]["copy scales"]["1.6"] for r in rows]
-        report["layers"][f"{layer} ({fs.grid}×{fs.grid})"] = {"levels": levels, **summary_rows}
+        for name in ("multi", "multi, region alone"):
+            for factor in FACTORS:
+                summary_rows[name][f"scale found for the x{factor:g} copies"] = [r[name]["copy scales"][f"{factor:g}"]
+                                                                                 for r in rows]
+        draws = background_draws(fs, target, pairs, args.background_draws)
+        report["layers"][f"{layer} ({fs.grid}×{fs.grid})"] = {"levels": levels, **summary_rows, "draws": draws}
         print(json.dumps(report["layers"][f"{layer} ({fs.grid}×{fs.grid})"], indent=1))
     if args.record:
         body = [f"- date: {now()}", f"- command: `{command_line()}`", f"- machine: {machine()}",
@@ -150,13 +183,18 @@ def main() -> None:
         for layer, data in report["layers"].items():
             body.append(f"**{layer}**")
             body.append("")
-            body.append("| | " + " | ".join(("scale 1", "multi")) + " |")
-            body.append("|---|---|---|")
-            for key in data["scale 1"]:
-                body.append(f"| {key} | {data['scale 1'][key]} | {data['multi'][key]} |")
-            for key in ("scale found for the x0.5 copies", "scale found for the x1.6 copies"):
-                body.append(f"| {key} | | {data['multi'][key]} |")
+            names = [name for name, _, _ in CONFIGS]
+            body.append("| | " + " | ".join(names) + " |")
+            body.append("|---" * (len(names) + 1) + "|")
+            for key in data["multi"]:
+                body.append(f"| {key} | " + " | ".join(str(data[name].get(key, "")) for name in names) + " |")
             body.append("")
+            if data["draws"]:
+                body.append(f"Multi-scale, region alone, with {len(data['draws'])} random sets of "
+                            f"{BACKGROUNDS + 1} dataset photos as backgrounds instead of the evenly spread default, "
+                            "copies in the top 5: x0.5 " + str([d["x0.5"] for d in data["draws"]]) + ", x1.6 "
+                            + str([d["x1.6"] for d in data["draws"]]))
+                body.append("")
             body.append("| level (scale) | input | grid | cache MB | images/s when built |")
             body.append("|---|---|---|---|---|")
             for scale, level in sorted(data["levels"].items()):

@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="group the top N matches (default 200) into modes by their matched windows")
     find.add_argument("--top-k", type=int, default=20)
     find.add_argument("--exclude-query", action="store_true", help="leave the query image out of the results")
+    find.add_argument("--region-alone", action="store_true",
+                      help="the region's features without the photo around it (pasted onto a few dataset photos, "
+                           "averaged): a late layer then matches the object, not its scene; costs 8 model passes")
     find.add_argument("--approximate", action="store_true",
                       help="score only the candidates of the shortlist (built by `vfs index --ann`) exactly")
     find.add_argument("--candidates", type=int, default=None,
@@ -202,13 +205,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.query is None or (args.box is None and args.mask is None):
         raise VfsError("Give --query with --box or --mask, or --regions.")
     result = fs.search(args.query, mask=args.mask, box=args.box, top_k=args.top_k, exclude_query=args.exclude_query,
-                       approximate=args.approximate, candidates=args.candidates, scales=args.scales)
+                       approximate=args.approximate, candidates=args.candidates, scales=args.scales,
+                       region_alone=args.region_alone)
     approximate = {"approximate": True, "candidates": result.candidates} if args.approximate else {"approximate": False}
     modes = {"modes": [mode.to_dict(fs.cache) for mode in _modes(fs, result, args.modes)]} if args.modes else {}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "grid_mask": result.grid_mask.round(6).tolist(),
-                          "scales": list(args.scales),
+                          "scales": list(args.scales), "region_alone": args.region_alone,
                           **approximate, "results": [{**m.to_dict(), "label_name": fs.label_name(m.label)}
                                                       for m in result.matches], **modes}, indent=2))
     else:
@@ -265,12 +269,14 @@ def _search_regions(fs, args: argparse.Namespace) -> int:
     if args.approximate or args.query:
         raise VfsError("--regions cannot be combined with --query or --approximate.")
     result = fs.search_regions(_read_regions(args.regions), top_k=args.top_k, exclude_query=args.exclude_query,
-                               negative_weight=args.negative_weight, scales=args.scales)
+                               negative_weight=args.negative_weight, scales=args.scales,
+                               region_alone=args.region_alone)
     modes = {"modes": [mode.to_dict(fs.cache) for mode in _modes(fs, result, args.modes)]} if args.modes else {}
     if args.json:
         print(json.dumps({"model": fs.model.label, "layer": fs.layer.name, "grid": [fs.grid, fs.grid],
                           "n_images": len(fs.cache), "negative": result.negative,
                           "negative_weight": result.negative_weight, "scales": list(args.scales),
+                          "region_alone": args.region_alone,
                           "results": [{**m.to_dict(), "label_name": fs.label_name(m.label)}
                                       for m in result.matches], **modes}, indent=2))
         return 0

@@ -33,7 +33,8 @@ from vfs.features.geometry import box_to_grid, load_mask, mask_to_grid
 from vfs.features.images import DEFAULT_MAX_PIXELS, load_image
 from vfs.features.label_names import LabelNames, read_label_names
 from vfs.features.models import DEFAULT_MODEL, FeatureModel, ModelCard, load_model, weights_identity
-from vfs.features.sources import is_uri
+from vfs.features.region_alone import BACKGROUNDS, region_alone_grid, region_box_of_mask
+from vfs.features.sources import DatasetSource, is_uri
 from vfs.similarity.exact import Query, SearchResult, SimilarityBackend, search
 from vfs.similarity.region_set import RegionSetResult, combine_region_searches
 from vfs.similarity.scales import scale_level, search_scales
@@ -113,6 +114,7 @@ class FeatureSearch:
         self._shortlist: Shortlist | None = None
         self._levels: dict[float, FeatureSearch] = {}
         self._named_labels: tuple[FeatureCache, list[str | None]] | None = None  # for the cache they name
+        self._backgrounds: list[tuple[int, Image.Image]] | None = None  # (row, photo) a region alone is pasted onto
         self._lock = threading.Lock()
         # re-entrant: scale_level holds it while loading the model, which takes it too
         self._model_lock = threading.RLock()
@@ -233,6 +235,57 @@ class FeatureSearch:
         grid = model.grid_features(model.preprocessing(picture)[None], self.layer, self.spec.grid)
         return grid[0].numpy().astype(np.float16).astype(np.float32), picture.size
 
+    def region_alone_features(self, image: ImageSource, mask: np.ndarray | str | Path | None = None,
+                              box: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+        """The query grid of the region alone (:mod:`vfs.features.region_alone`: the box, or the mask's
+        bounding box, pasted onto a few dataset photos, grids averaged) and the image size."""
+        if (mask is None) == (box is None):
+            raise ValueError("Give exactly one of mask= or box=.")
+        path = None if isinstance(image, (bytes, Image.Image)) else Path(image).expanduser()
+        picture = load_image(path if path is not None else image, max_pixels=DEFAULT_MAX_PIXELS)
+        if box is None:
+            box = region_box_of_mask(load_mask(mask, picture.size) if isinstance(mask, (str, Path)) else mask,
+                                     picture.size)
+        model = self.model  # first: loading it may correct the layer and grid of an out-of-date card
+        own_row = self._cache_row(path) if path is not None else None
+        backgrounds = [photo for row, photo in self.background_photos() if row != own_row][:BACKGROUNDS]
+        return region_alone_grid(model, self.layer, self.spec.grid, picture, box, backgrounds), picture.size
+
+    def background_photos(self) -> list[tuple[int, Image.Image]]:
+        """(row, photo at the model's input size) that a region alone is pasted onto: unless
+        :meth:`use_backgrounds` chose them, one more dataset photo than
+        :data:`~vfs.features.region_alone.BACKGROUNDS`, spread evenly over the cache, so a query from among them
+        still gets that many; an unreadable one gives way to the next readable photo."""
+        cache = self.cache  # first: opening it takes the lock
+        with self._lock:
+            if self._backgrounds is None:
+                starts = np.linspace(0, len(cache), BACKGROUNDS + 1, endpoint=False).astype(int)
+                self._backgrounds = self._load_backgrounds(cache, [range(int(start), min(int(start) + BACKGROUNDS,
+                                                                                          len(cache)))
+                                                                    for start in starts])
+            return self._backgrounds
+
+    def use_backgrounds(self, rows: Sequence[int] | None) -> None:
+        """Paste regions alone onto these dataset rows' photos (unreadable ones are left out); None: the default."""
+        cache = self.cache
+        with self._lock:
+            self._backgrounds = None if rows is None else self._load_backgrounds(cache, [[row] for row in rows])
+
+    def _load_backgrounds(self, cache: FeatureCache, choices: Sequence[Sequence[int]]) -> list[tuple[int, Image.Image]]:
+        """The first readable photo of each choice of rows, at the model's input size."""
+        source = DatasetSource.open(self.location)
+        height, width = self.card.preprocessing.input_size
+        chosen: dict[int, Image.Image] = {}
+        for rows in choices:
+            for row in (int(r) for r in rows if int(r) not in chosen):
+                try:
+                    photo = source.load(cache.paths[row], max_pixels=DEFAULT_MAX_PIXELS)
+                except ImageError:
+                    continue
+                chosen[row] = photo.resize((width, height), Image.Resampling.BICUBIC)
+                break
+        return list(chosen.items())
+
     def _cache_row(self, path: Path) -> int | None:
         """The cache row of a dataset file, if it is in the cache."""
         if is_uri(self.location):
@@ -263,8 +316,11 @@ class FeatureSearch:
     def search(self, image: ImageSource, mask: np.ndarray | str | Path | None = None,
                box: tuple[float, float, float, float] | None = None, top_k: int = 20,
                exclude_query: bool = False, approximate: bool = False, candidates: int | None = None,
-               scales: Sequence[float] = (1.0,)) -> SearchResult:
+               scales: Sequence[float] = (1.0,), region_alone: bool = False) -> SearchResult:
         """Top-k images whose best window matches the region of ``image`` (mask or box, in its pixels).
+
+        ``region_alone``: the region's features are those of the region without the photo around it
+        (:mod:`vfs.features.region_alone`), so a late layer matches the object rather than its scene.
 
         ``scales``: the sizes, relative to the query's, at which the object may appear in a dataset
         image (e.g. :data:`~vfs.similarity.scales.MULTI_SCALES`); each needs its pyramid level indexed
@@ -273,7 +329,8 @@ class FeatureSearch:
         ``approximate``: score exactly only the ``candidates`` images the cache's shortlist
         proposes (:attr:`shortlist`); the result is an :class:`~vfs.similarity.approximate.ApproximateSearchResult`.
         """
-        features, size = self.query_features(image)
+        features, size = (self.region_alone_features(image, mask=mask, box=box) if region_alone
+                          else self.query_features(image))
         query = Query(features, self.grid_mask(size, mask=mask, box=box))
         exclude = None
         if exclude_query and not isinstance(image, (bytes, Image.Image)):
@@ -310,19 +367,22 @@ class FeatureSearch:
             return self._levels[scale]
 
     def search_regions(self, regions: Sequence[QueryRegion], top_k: int = 20, exclude_query: bool = False,
-                       negative_weight: float = 1.0, scales: Sequence[float] = (1.0,)) -> RegionSetResult:
+                       negative_weight: float = 1.0, scales: Sequence[float] = (1.0,),
+                       region_alone: bool = False) -> RegionSetResult:
         """Top-k images by the score of a region set: the mean of the positive regions' best-window cosines
         minus ``negative_weight`` times the largest of the negatives' (:mod:`vfs.similarity.region_set`).
 
         ``exclude_query`` leaves out every dataset image a region was drawn on. ``scales``: each region is
         searched at these sizes, as :meth:`search` does (its cosine in an image is its best over them).
+        ``region_alone``: every region's features are its own, without its photo (as in :meth:`search`).
         """
         if not regions:
             raise MaskError("A region set needs at least one region.")
         started = time.perf_counter()
         searched, exclude = [], []
         for region in regions:
-            searched.append(self.search(region.image, mask=region.mask, box=region.box, top_k=0, scales=scales))
+            searched.append(self.search(region.image, mask=region.mask, box=region.box, top_k=0, scales=scales,
+                                        region_alone=region_alone))
             if exclude_query and not isinstance(region.image, (bytes, Image.Image)):
                 row = self._cache_row(Path(region.image).expanduser())
                 exclude += [row] if row is not None else []

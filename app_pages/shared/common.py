@@ -230,7 +230,8 @@ def selection() -> Selection | None:
 #: that does not draw it (another page, a cache still missing), and the sidebar's per-model layer and grid pickers.
 #: Whether the Search page's figures are open (and so built and sent for every search), and its query picker.
 FIGURES_KEY, PICKER_KEY = "show_figures", "query_picker"
-SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size", FIGURES_KEY, "map_top", "map_leaves")
+SETTINGS = ("top_k", "exclude_query", "approximate", "label_filter", "any_size", "region_alone", FIGURES_KEY, "map_top",
+            "map_leaves")
 _PICKER_PREFIXES = ("layer:", "grid:")
 
 
@@ -260,6 +261,7 @@ def read_link_once() -> None:
     for key, value in (("dataset_text", shared.dataset), ("model_name", shared.model),
                        ("top_k", shared.top_k), ("exclude_query", shared.exclude_query),
                        ("approximate", shared.approximate), ("any_size", shared.any_size),
+                       ("region_alone", shared.region_alone),
                        ("label_filter", None if shared.labels is None else list(shared.labels))):
         if value is not None:
             st.session_state[key] = value
@@ -278,7 +280,8 @@ def show_link_problems() -> None:
 
 def write_link(current: Selection, query: QueryImage, region: Region | None, top_k: int, exclude_query: bool,
                approximate: bool | None = None, labels: list[str] | None = None, any_size: bool | None = None,
-               regions: tuple | None = None, cluster: MapCluster | None = None, mode: int | None = None) -> None:
+               regions: tuple | None = None, cluster: MapCluster | None = None, mode: int | None = None,
+               region_alone: bool | None = None) -> None:
     """Put the search on screen into the URL; an upload that is not kept on the server is left out."""
     params = to_params(SharedSearch(
         # the picker's name, which for a deployment's weights file is not the architecture's
@@ -286,7 +289,7 @@ def write_link(current: Selection, query: QueryImage, region: Region | None, top
         layer=current.layer.name, grid=current.grid,
         query=query.dataset_path, upload=query.upload_id, region=region if query.shareable else None, top_k=top_k,
         exclude_query=exclude_query, approximate=approximate, labels=tuple(labels) if labels else None,
-        any_size=any_size or None, regions=regions, cluster=cluster, mode=mode))
+        any_size=any_size or None, regions=regions, cluster=cluster, mode=mode, region_alone=region_alone or None))
     shown = {**st.query_params.to_dict(), **({"r": st.query_params.get_all("r")} if "r" in st.query_params else {})}
     if params != shown:
         st.query_params.from_dict(params)

@@ -64,6 +64,7 @@ from vfs.similarity.region import Region
 from vfs.similarity.region_set import RegionSetMatch, RegionSetResult, set_matches
 
 ANY_SIZE_KEY = "any_size"
+REGION_ALONE_KEY = "region_alone"
 REGION_SET_KEY = "region_set"
 MODE_KEY = "mode_filter"  # (search but its k, mode number from 1) chosen under the gallery
 _MODES_KEY = "match_modes"  # (search but its k, modes) found for the last search
@@ -79,6 +80,13 @@ def size_toggle(place: st.delta_generator.DeltaGenerator) -> bool:
     return place.toggle("Any object size (½–2×)", key=ANY_SIZE_KEY, persist_state="session",
                         help="Off: objects at the size drawn. On: also half to twice that size, by searching the "
                              "dataset's image-pyramid levels (each is indexed once, when asked).")
+
+
+def alone_toggle(place: st.delta_generator.DeltaGenerator) -> bool:
+    return place.toggle("Region alone", key=REGION_ALONE_KEY, persist_state="session",
+                        help="Off: the region's features as its photo shapes them (a late layer's cells see the "
+                             "scene around it). On: the region's own, pasted onto a few dataset photos and "
+                             "averaged, so the object is found in any scene and at other sizes.")
 
 
 def _level_builder(level: MissingLevel):  # the IndexJobs build signature: (progress, cancel) -> summary
@@ -193,7 +201,7 @@ def _set_region_jpeg(current: Selection, kept: SetRegion) -> bytes:
 
 
 def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: bool,
-                scales: tuple[float, ...] = (1.0,)) -> tuple | None:
+                scales: tuple[float, ...] = (1.0,), region_alone: bool = False) -> tuple | None:
     """When the query set searches as a set, its results (each with every positive region's box), their filters,
     modes, details and score distribution, and the set's search as its modes know it (what it depends on but its
     k; () when none was shown); None when the query is not a set."""
@@ -205,11 +213,12 @@ def set_results(current: Selection, search: FeatureSearch, top_k: int, exclude: 
         st.info(problem)
         return ()
     search_id = ("set", str(current.cache_path), manifest_token(current.cache_path), tuple(r.key for r in regions),
-                 exclude, scales)
+                 exclude, scales, region_alone)
     key = (*search_id, top_k)
     try:
         outcome, thumbnails = common.remembered(_SET_SEARCH_KEY, key,
-                                                lambda: _set_search(current, search, regions, top_k, exclude, scales))
+                                                lambda: _set_search(current, search, regions, top_k, exclude, scales,
+                                                                    region_alone))
     except VfsError as exc:
         st.error(as_markdown_text(exc))
         return ()
@@ -330,8 +339,8 @@ def show_set_match(current: Selection, search: FeatureSearch, outcome: SetOutcom
 
 
 def _set_search(current: Selection, search: FeatureSearch, regions: tuple[SetRegion, ...], top_k: int,
-                exclude: bool, scales: tuple[float, ...]) -> tuple[SetOutcome, list[bytes]]:
-    outcome = run_region_set(search, current.root, regions, top_k, exclude, scales)
+                exclude: bool, scales: tuple[float, ...], region_alone: bool) -> tuple[SetOutcome, list[bytes]]:
+    outcome = run_region_set(search, current.root, regions, top_k, exclude, scales, region_alone)
     thumbnails = boxes_jpegs([(current.root / m.path, m.boxes) for m in outcome.result.matches], SET_THUMBNAIL_SIDE)
     return outcome, thumbnails
 

@@ -70,3 +70,27 @@ def test_two_strokes_added_to_the_query_search_as_a_set(constructed_case, browse
             return images.length == 7 && images.every((image) => image.complete && image.naturalWidth > 0);
         }""", timeout=60_000)  # all the windows, then each region, its best window and its heatmap
         page.screenshot(path=str(ARTIFACTS / f"browser-region-set-details-{width}.png"), full_page=True)
+
+
+def test_region_alone_is_a_toggle_beside_the_results_that_the_link_keeps(constructed_case, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    arguments = ["--data", str(constructed_case.data), "--cache-dir", str(constructed_case.cache_dir)]
+    with running_dashboard(arguments, log=ARTIFACTS / "browser-region-alone.log") as url:
+        page = browser.new_page(viewport={"width": 1000, "height": 1200})
+        page.goto(f"{url}/?x=1")
+        canvas = page.locator("canvas.upper-canvas")
+        canvas.wait_for(timeout=120_000)
+        page.wait_for_function(APP_IDLE_JS, timeout=30_000)
+        stroke(page, canvas, (100, 110), (220, 230))
+        page.wait_for_function(APP_IDLE_JS, timeout=60_000)
+        page.get_by_text("Searched ").first.wait_for(timeout=60_000)
+        assert page.get_by_text("the region alone, without its photo").count() == 0
+        toggle = page.locator(".st-key-region_alone")
+        assert toggle.is_visible() and toggle.bounding_box()["x"] + toggle.bounding_box()["width"] <= 1000
+        toggle.get_by_text("Region alone").click()
+        page.get_by_text("the region alone, without its photo").first.wait_for(timeout=60_000)
+        page.wait_for_function(APP_IDLE_JS, timeout=60_000)
+        assert "alone=1" in page.url
+        captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+        assert any(caption.startswith("1.") and "target.png" in caption for caption in captions), captions
+        page.screenshot(path=str(ARTIFACTS / "browser-region-alone-1000.png"), full_page=True)

@@ -196,3 +196,32 @@ def search_modes_of(app, result):
     from vfs.cache.feature_cache import FeatureCache
 
     return region_set_modes(FeatureCache.open(app.session_state["selection"].cache_path), result, n=200)
+
+
+def test_region_alone_searches_the_regions_own_features_and_the_link_keeps_it(dashboard, private_case):
+    from vfs.feature_search import FeatureSearch
+
+    app = opened(dashboard, private_case)
+    app.toggle(key="exclude_query").set_value(True)
+    draw(app, canvas_rect(private_case.patch_box))
+    app.run()
+    in_photo = app.session_state["last_search"].outcome
+    assert not in_photo.region_alone and "alone" not in app.query_params
+    app.toggle(key="region_alone").set_value(True).run()
+    assert not app.exception, app.exception
+    outcome = app.session_state["last_search"].outcome
+    assert outcome.region_alone and app.query_params["alone"] == "1"
+    assert any("the region alone, without its photo" in unescaped(c.value) for c in app.caption)
+    assert outcome.result.matches[0].path == private_case.target  # the pasted patch, in another photo
+    fs = FeatureSearch(private_case.data, cache_dir=private_case.cache_dir)
+    expected = fs.search(private_case.data / private_case.query, box=private_case.patch_box, top_k=0,
+                         exclude_query=True, region_alone=True)
+    np.testing.assert_allclose(outcome.result.scores, expected.scores, atol=1e-5)
+    assert not np.allclose(outcome.result.scores, in_photo.result.scores, atol=1e-4)
+
+    shared, problems = from_params(dict(app.query_params))
+    assert not problems and shared.region_alone is True
+    linked = dashboard(private_case, query_params=dict(app.query_params)).run()
+    assert not linked.exception, linked.exception
+    assert linked.toggle(key="region_alone").value is True
+    assert linked.session_state["last_search"].outcome.region_alone

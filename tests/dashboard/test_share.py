@@ -22,7 +22,8 @@ def test_full_state_round_trips_through_a_url():
     weights[2:5, 1:3] = [[1.0, 0.5], [0.25, 1.0], [0.0, 0.75]]
     state = SharedSearch(dataset="data/demo", model="tf_efficientnet_lite0", layer="blocks.5", grid=7,
                          query="skimage/coffee.png", region=Region.from_weights(weights), top_k=9, exclude_query=True,
-                         labels=("dress", "shirt"), cluster=MapCluster((6, 24), "3.12"), mode=2, any_size=True)
+                         labels=("dress", "shirt"), cluster=MapCluster((6, 24), "3.12"), mode=2, any_size=True,
+                         region_alone=True)
     url_query = urlencode(to_params(state))
     back, problems = from_params(dict(parse_qsl(url_query)))
     assert problems == []

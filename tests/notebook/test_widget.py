@@ -256,3 +256,14 @@ def test_scales_search_other_sizes_and_captions_name_them(indexed):
         assert payload["caption"].endswith("2× size") == (match.scale == 2.0)
     w.scales = (1.0,)
     assert all(match.scale == 1.0 for match in w.results)
+
+
+def test_region_alone_searches_the_regions_own_features(indexed):
+    w = SearchWidget(indexed, query="animals/chelsea.png", top_k=6, region_alone=True)
+    w.box = (100, 50, 300, 250)
+    expected = indexed.search(w.query, box=(100, 50, 300, 250), top_k=6, region_alone=True)
+    assert [(m.path, round(m.score, 5)) for m in w.results] == [(m.path, round(m.score, 5)) for m in expected.matches]
+    w.region_alone = False
+    in_photo = indexed.search(w.query, box=(100, 50, 300, 250), top_k=6)
+    assert [(m.path, round(m.score, 5)) for m in w.results] == [(m.path, round(m.score, 5)) for m in in_photo.matches]
+    assert [round(m.score, 5) for m in in_photo.matches] != [round(m.score, 5) for m in expected.matches]

@@ -63,6 +63,7 @@ class SharedSearch:
     approximate: bool | None = None
     labels: tuple[str, ...] | None = None  # the gallery shows only images with these labels
     any_size: bool | None = None  # search every scale of MULTI_SCALES (sc=multi) or the drawn size (sc=1)
+    region_alone: bool | None = None  # the region's features without its photo (alone=1)
     regions: tuple[SharedRegion, ...] | None = None  # a region set (r=), each from its own image
     cluster: MapCluster | None = None  # the gallery shows only this Dataset-map cluster's images
     mode: int | None = None  # the gallery shows only this mode of the top matches (from 1)
@@ -224,7 +225,7 @@ def to_params(state: SharedSearch) -> dict[str, str | list[str]]:
                         ("grid", state.grid), ("q", state.query), ("u", state.upload), ("k", state.top_k)):
         if value is not None:
             params[name] = str(value)
-    for name, flag in (("x", state.exclude_query), ("a", state.approximate)):
+    for name, flag in (("x", state.exclude_query), ("a", state.approximate), ("alone", state.region_alone)):
         if flag is not None:
             params[name] = "1" if flag else "0"
     nameable = [label for label in state.labels or () if "," not in label]
@@ -270,7 +271,7 @@ def from_params(params: Mapping[str, str | list[str]]) -> tuple[SharedSearch, li
         take("query", "q", _query_path)
         take("upload", "u", _upload)
     take("top_k", "k", lambda v: _integer("k", v, 1, MAX_TOP_K))
-    for field_name, name in (("exclude_query", "x"), ("approximate", "a")):
+    for field_name, name in (("exclude_query", "x"), ("approximate", "a"), ("region_alone", "alone")):
         if name in values:
             if values[name] in ("0", "1"):
                 fields[field_name] = values[name] == "1"

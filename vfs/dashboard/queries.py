@@ -128,22 +128,25 @@ class SetOutcome:
     result: RegionSetResult
     regions: tuple[SetRegion, ...]
     seconds: float
+    region_alone: bool = False  # each region's features were its own, without its photo
 
 
 def run_region_set(search: FeatureSearch, root: Path, regions: tuple[SetRegion, ...], top_k: int,
-                   exclude_query: bool, scales: tuple[float, ...] = (1.0,)) -> SetOutcome:
-    """``scales`` other than (1,): each region at those sizes too (every level must be indexed)."""
+                   exclude_query: bool, scales: tuple[float, ...] = (1.0,), region_alone: bool = False) -> SetOutcome:
+    """``scales`` other than (1,): each region at those sizes too (every level must be indexed). ``region_alone``:
+    each region's features without its photo."""
     started = time.perf_counter()
     result = search.search_regions(query_regions(regions, root, search.grid), top_k=top_k,
-                                   exclude_query=exclude_query, scales=scales)
-    return SetOutcome(result, regions, time.perf_counter() - started)
+                                   exclude_query=exclude_query, scales=scales, region_alone=region_alone)
+    return SetOutcome(result, regions, time.perf_counter() - started, region_alone)
 
 
 def describe_set_search(outcome: SetOutcome, images: int) -> str:
     positives = sum(not r.negative for r in outcome.regions)
     negatives = len(outcome.regions) - positives
     against = f", pushed down by {negatives} negative{'s' * (negatives != 1)}" if negatives else ""
-    return (f"Searched {images:,} images for {positives} region{'s' * (positives != 1)} at once{against} in "
+    alone = ", each region alone" if outcome.region_alone else ""
+    return (f"Searched {images:,} images for {positives} region{'s' * (positives != 1)}{alone} at once{against} in "
             f"{outcome.seconds * 1000:.0f} ms: an image's score is its mean best-window similarity to the "
             "regions to look for, minus its largest to a negative")
 

@@ -31,6 +31,7 @@ class SearchOutcome:
     query: QueryImage
     region: Region
     seconds: float  # query features plus search
+    region_alone: bool = False  # the region's features were its own, without its photo
 
 
 @dataclass
@@ -51,14 +52,16 @@ class ShownSearch:
 
 
 def run_search(search: FeatureSearch, root: Path, query: QueryImage, region: Region, top_k: int,
-               exclude_query: bool, approximate: bool = False, scales: tuple[float, ...] = (1.0,)) -> SearchOutcome:
-    """``scales`` other than (1,): objects of those sizes too (every level must be indexed; exact search only)."""
+               exclude_query: bool, approximate: bool = False, scales: tuple[float, ...] = (1.0,),
+               region_alone: bool = False) -> SearchOutcome:
+    """``scales`` other than (1,): objects of those sizes too (every level must be indexed; exact search only).
+    ``region_alone``: the region's features without its photo (:mod:`vfs.features.region_alone`)."""
     started = time.perf_counter()
     sizes = {} if scales == (1.0,) else {"scales": scales}
     result = search.search(query.source(root), top_k=top_k, exclude_query=exclude_query,
-                           approximate=approximate and not sizes, **sizes,
+                           approximate=approximate and not sizes, region_alone=region_alone, **sizes,
                            **region.search_arguments(search.grid))  # type: ignore[arg-type]
-    return SearchOutcome(result, query, region, time.perf_counter() - started)
+    return SearchOutcome(result, query, region, time.perf_counter() - started, region_alone)
 
 
 def describe_search(outcome: SearchOutcome, images: int) -> str:
@@ -67,7 +70,8 @@ def describe_search(outcome: SearchOutcome, images: int) -> str:
     scope = (f"Approximate: {result.candidates:,} shortlisted of {images:,} images scored exactly"
              if result.approximate else f"Searched {images:,} images")
     return (f"{scope} in {result.seconds * 1000:.0f} ms ({outcome.seconds * 1000:.0f} ms with the query's features, "
-            f"{result.backend}) · window {result.window_shape[0]}×{result.window_shape[1]} cells")
+            f"{result.backend}) · window {result.window_shape[0]}×{result.window_shape[1]} cells"
+            + (" · the region alone, without its photo" if outcome.region_alone else ""))
 
 
 def approximate_problem(search: FeatureSearch) -> str | None:

@@ -259,9 +259,11 @@ class SearchWidget(anywidget.AnyWidget):
     brush_size = traitlets.Int(28).tag(sync=True)  # display pixels
 
     def __init__(self, feature_search: FeatureSearch, query: str | Path | None = None, top_k: int = 8,
-                 exclude_query: bool = False, scales: Sequence[float] = (1.0,), **kwargs: Any):
+                 exclude_query: bool = False, scales: Sequence[float] = (1.0,), region_alone: bool = False,
+                 **kwargs: Any):
         self.feature_search = feature_search
         self._scales = tuple(float(s) for s in scales)
+        self._region_alone = region_alone
         self._query: Path | None = None
         self._query_size: tuple[int, int] = (0, 0)
         self._drawn: DrawnRegion | None = None
@@ -330,6 +332,16 @@ class SearchWidget(anywidget.AnyWidget):
     @scales.setter
     def scales(self, scales: Sequence[float]) -> None:
         self._scales = tuple(float(s) for s in scales)
+        self._search()
+
+    @property
+    def region_alone(self) -> bool:
+        """Whether the region's features are its own, without its photo (:mod:`vfs.features.region_alone`)."""
+        return self._region_alone
+
+    @region_alone.setter
+    def region_alone(self, alone: bool) -> None:
+        self._region_alone = bool(alone)
         self._search()
 
     @property
@@ -502,7 +514,7 @@ class SearchWidget(anywidget.AnyWidget):
             return
         try:
             result = self.feature_search.search(self._query, top_k=max(1, self.top_k),
-                                                exclude_query=self.exclude_query,
+                                                exclude_query=self.exclude_query, region_alone=self._region_alone,
                                                 **({} if self._scales == (1.0,) else {"scales": self._scales}),
                                                 **self._drawn.search_arguments())
             payload = match_payload(result.matches, self.feature_search.data,
@@ -519,7 +531,7 @@ class SearchWidget(anywidget.AnyWidget):
         fs = self.feature_search
         try:
             result = fs.search_regions(self._set, top_k=max(1, self.top_k), exclude_query=self.exclude_query,
-                                       scales=self._scales)
+                                       scales=self._scales, region_alone=self._region_alone)
             payload = set_match_payload(result.matches, fs.data, label_names=fs.label_names)
         except (VfsError, ValueError, OSError) as exc:
             self._fail(exc)
@@ -558,14 +570,15 @@ class SearchWidget(anywidget.AnyWidget):
 
 def widget(data: str | Path | FeatureSearch, query: str | Path | None = None, *, top_k: int = 8,
            exclude_query: bool = False, index: bool = True, scales: Sequence[float] = (1.0,),
-           **options: Any) -> SearchWidget:
+           region_alone: bool = False, **options: Any) -> SearchWidget:
     """The search as a notebook widget over ``data`` (a dataset folder or a :class:`FeatureSearch`).
 
     ``options`` are those of :class:`FeatureSearch` (``model``, ``layer``, ``grid``, ``weights``,
     ``cache_dir``, ...). With ``index`` the cache is brought up to date first (only new or changed
     images are extracted), with the image-pyramid level of every one of ``scales`` (e.g.
     :data:`~vfs.similarity.scales.MULTI_SCALES`: objects half to twice the region's size; level 0.5 costs four
-    times the base's indexing). ``query`` defaults to the dataset's first image.
+    times the base's indexing). ``region_alone``: the region's features without its photo (docs/queries.md).
+    ``query`` defaults to the dataset's first image.
     """
     if isinstance(data, FeatureSearch):
         if options:
@@ -578,4 +591,5 @@ def widget(data: str | Path | FeatureSearch, query: str | Path | None = None, *,
         for scale in scales:
             if scale != 1.0:
                 feature_search.scale_level(scale).index()
-    return SearchWidget(feature_search, query=query, top_k=top_k, exclude_query=exclude_query, scales=scales)
+    return SearchWidget(feature_search, query=query, top_k=top_k, exclude_query=exclude_query, scales=scales,
+                        region_alone=region_alone)

@@ -16,7 +16,9 @@ Costs and limits: level ``s`` computes ``1/s²`` as many input pixels and cells 
 ``0.5`` costs four times the base's indexing time and cache size, ``2`` a quarter. Scales above 1
 coarsen the dataset grid: a region wider than ``G / s`` cells cannot be placed and is not
 searched at that scale. The pyramid is of input sizes, so it helps as far as the network's
-features are scale-equivariant: receptive fields do not shrink with the object.
+features are scale-equivariant: receptive fields do not shrink with the object, and at a late layer
+the query region's cells describe its photo's surroundings too, which do not scale with it; searching
+the region alone (:mod:`vfs.features.region_alone`) is what finds half-size objects there (docs/queries.md).
 """
 
 from __future__ import annotations
