@@ -245,7 +245,7 @@ def show_match(current: Selection, search: FeatureSearch, outcome: SearchOutcome
     if match.scale != 1.0:
         show_scaled_match(current, search, rank, match)
         return
-    scores = window_heatmap(search, current.root, outcome.query, outcome.region, match.index)
+    scores = window_heatmap(search, current.root, outcome.query, outcome.region, match.index, outcome.region_alone)
     picture, full_size = load_preview(current.root / match.path, 720)
     best, heat, why = st.columns(3)
     best.image(jpeg_bytes(match_picture(picture, match.box, full_size)), caption="Best window", width="stretch")

@@ -331,7 +331,8 @@ def show_set_match(current: Selection, search: FeatureSearch, outcome: SetOutcom
             heat_column.caption("Found at another size than drawn: the score of every window position is shown for "
                                 "matches at the size drawn.")
             continue
-        scores = window_heatmap(search, current.root, part.region.query, part.region.region, match.index)
+        scores = window_heatmap(search, current.root, part.region.query, part.region.region, match.index,
+                                outcome.region_alone)
         heat_column.image(jpeg_bytes(heatmap_picture(picture, scores, part.window[2:], current.grid, part.box,
                                                      full_size)), width="stretch",
                           caption=f"Every window position, from {scores.min():.3f} (dark) to {scores.max():.3f} "

@@ -31,19 +31,19 @@ SCORE_TOLERANCE = 0.01
 def _match_key(search: FeatureSearch, outcome: SearchOutcome, match: Match) -> tuple:
     """What a memoised explanation depends on: the cache's version, the query, the region and the match."""
     return (str(search.cache_path), manifest_token(search.cache_path), outcome.query.key, outcome.region.token,
-            match.path, match.window)
+            outcome.region_alone, match.path, match.window)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _contributions(key: tuple, _search: FeatureSearch, _outcome: SearchOutcome, _match: Match) -> ChannelContributions:
-    query = region_query(_search, _outcome.query.source(_search.data), _outcome.region)
+    query = region_query(_search, _outcome.query.source(_search.data), _outcome.region, _outcome.region_alone)
     return channel_contributions(query, _search.cache.features(_match.index), _match.window)
 
 
 @st.cache_data(max_entries=16, show_spinner="Running the model backward on this image…")
 def _attribution(key: tuple, method: str, _search: FeatureSearch, _outcome: SearchOutcome,
                  _match: Match) -> Attribution:
-    query = region_query(_search, _outcome.query.source(_search.data), _outcome.region)
+    query = region_query(_search, _outcome.query.source(_search.data), _outcome.region, _outcome.region_alone)
     return match_attribution(_search, query, _match, method)
 
 

@@ -199,6 +199,7 @@ def search_modes_of(app, result):
 
 
 def test_region_alone_searches_the_regions_own_features_and_the_link_keeps_it(dashboard, private_case):
+    from vfs.dashboard.searching import window_heatmap
     from vfs.feature_search import FeatureSearch
 
     app = opened(dashboard, private_case)
@@ -218,6 +219,12 @@ def test_region_alone_searches_the_regions_own_features_and_the_link_keeps_it(da
                          exclude_query=True, region_alone=True)
     np.testing.assert_allclose(outcome.result.scores, expected.scores, atol=1e-5)
     assert not np.allclose(outcome.result.scores, in_photo.result.scores, atol=1e-4)
+    # the Details dialog's heatmap and unit explanations score the same query: its best window is the match's score
+    best = outcome.result.matches[0]
+    heat = window_heatmap(fs, private_case.data, outcome.query, outcome.region, best.index, region_alone=True)
+    assert abs(float(heat.max()) - best.score) < 1e-4
+    in_photo_heat = window_heatmap(fs, private_case.data, outcome.query, outcome.region, best.index)
+    assert abs(float(in_photo_heat.max()) - best.score) > 1e-3
 
     shared, problems = from_params(dict(app.query_params))
     assert not problems and shared.region_alone is True

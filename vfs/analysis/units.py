@@ -35,9 +35,11 @@ class UnitError(VfsError):
     """A channel number outside the layer, or a window that does not fit the grid."""
 
 
-def region_query(search: FeatureSearch, image: ImageSource, region: Region) -> Query:
-    """The query a search of ``region`` on ``image`` runs with (features from the cache for dataset images)."""
-    features, size = search.query_features(image)
+def region_query(search: FeatureSearch, image: ImageSource, region: Region, region_alone: bool = False) -> Query:
+    """The query a search of ``region`` on ``image`` runs with (features from the cache for dataset images;
+    ``region_alone``: the region's own, as ``FeatureSearch.search(region_alone=True)`` computes them)."""
+    features, size = (search.region_alone_features(image, **region.search_arguments(search.grid)) if region_alone
+                      else search.query_features(image))
     return Query(features, region.grid_weights(size, search.grid))
 
 

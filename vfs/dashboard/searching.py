@@ -100,9 +100,10 @@ def shortlist_problem(search: FeatureSearch) -> str | None:
     return None
 
 
-def window_heatmap(search: FeatureSearch, root: Path, query: QueryImage, region: Region, index: int) -> np.ndarray:
+def window_heatmap(search: FeatureSearch, root: Path, query: QueryImage, region: Region, index: int,
+                   region_alone: bool = False) -> np.ndarray:
     """The score of every window position in dataset image ``index``, (G-h+1, G-w+1)."""
-    grid_query = region_query(search, query.source(root), region)
+    grid_query = region_query(search, query.source(root), region, region_alone)
     candidate = np.asarray(search.cache.features(index))[None]
     backend = get_backend(search.backend) if isinstance(search.backend, str) else search.backend
     return backend.window_scores(candidate, cell_norms2(candidate), grid_query)[0]
