@@ -79,7 +79,9 @@ SET_CARD_WIDTH = 180  # as the single region's gallery cards
 def size_toggle(place: st.delta_generator.DeltaGenerator) -> bool:
     return place.toggle("Any object size (½–2×)", key=ANY_SIZE_KEY, persist_state="session",
                         help="Off: objects at the size drawn. On: also half to twice that size, by searching the "
-                             "dataset's image-pyramid levels (each is indexed once, when asked).")
+                             "dataset's image-pyramid levels (each is indexed once, when asked). At a late layer "
+                             "(7×7) turn on Region alone too: the photo around the region does not change size "
+                             "with it.")
 
 
 def alone_toggle(place: st.delta_generator.DeltaGenerator) -> bool:
