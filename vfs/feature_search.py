@@ -260,9 +260,9 @@ class FeatureSearch:
         with self._lock:
             if self._backgrounds is None:
                 starts = np.linspace(0, len(cache), BACKGROUNDS + 1, endpoint=False).astype(int)
-                self._backgrounds = self._load_backgrounds(cache, [range(int(start), min(int(start) + BACKGROUNDS,
-                                                                                          len(cache)))
-                                                                    for start in starts])
+                # from each start, the next BACKGROUNDS rows: the first readable one is taken
+                choices = [range(start, min(start + BACKGROUNDS, len(cache))) for start in starts.tolist()]
+                self._backgrounds = self._load_backgrounds(cache, choices)
             return self._backgrounds
 
     def use_backgrounds(self, rows: Sequence[int] | None) -> None:
@@ -277,7 +277,9 @@ class FeatureSearch:
         height, width = self.card.preprocessing.input_size
         chosen: dict[int, Image.Image] = {}
         for rows in choices:
-            for row in (int(r) for r in rows if int(r) not in chosen):
+            for row in (int(r) for r in rows):
+                if row in chosen:
+                    continue
                 try:
                     photo = source.load(cache.paths[row], max_pixels=DEFAULT_MAX_PIXELS)
                 except ImageError:

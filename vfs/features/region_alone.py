@@ -22,8 +22,8 @@ from PIL import Image
 from vfs.errors import MaskError
 from vfs.features.models import FeatureModel, LayerInfo
 
-#: Background photos a region is pasted onto. Eight keep the query to one batch of eight model
-#: passes; bench/RESULTS.md (scale-tolerant search, region alone) measures four to sixteen.
+#: Background photos a region is pasted onto: one batch of eight model passes. Four and sixteen did
+#: no better in a probe (docs/queries.md, *Measured*).
 BACKGROUNDS = 8
 
 
